@@ -1,0 +1,333 @@
+"""``MathDistill-v0``: token-level generation of a math solution as a constrained MDP.
+
+State: prompt + tokens generated so far. Action: the next token. Reward: at the end of the episode, 1 if
+the final answer equals the reference (math-verify), else 0. Cost (``info["cost"]``): a per-token
+divergence of the student from a frozen teacher (see :mod:`llm_cmdp_env.divergences`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from llm_cmdp_env.actions import TokenAction, parse_action
+from llm_cmdp_env.divergences import divergence_cost, get_divergence
+from llm_cmdp_env.models import check_same_vocab, eos_token_ids, load_model, load_tokenizer, vocab_size
+from llm_cmdp_env.prompts import PromptFormatter
+from llm_cmdp_env.scoring import IncrementalScorer, sequence_logprobs
+from llm_cmdp_env.tasks import Problem, load_task
+from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer
+
+
+class MathDistillEnv(gym.Env):
+    """A student writes a solution token by token; reward = correct final answer; cost = divergence.
+
+    Parameters
+    ----------
+    teacher : str, path or model
+        The frozen teacher: ``"zoo:teacher"`` (shipped, default), a Hugging Face id or local path, or a
+        loaded ``PreTrainedModel``.
+    student : str, path, model or None
+        The acting student, needed only when a student-dependent divergence is chosen and the agent does
+        not attach its own log-probs to the action (:class:`~llm_cmdp_env.actions.TokenAction`). Must
+        share the teacher's vocabulary. Pass the very model your algorithm trains.
+    dataset : str, path or task
+        ``"arithmetic"`` (procedural, default), ``"gsm8k"``, or a path to a jsonl with question/answer.
+    split : str
+        ``"train"`` or ``"test"``.
+    divergence : str
+        ``"teacher_nll"`` (default), ``"log_ratio"``, ``"reverse_kl"`` or ``"forward_kl"``.
+    max_new_tokens : int
+        Episode length limit; reaching it truncates the episode.
+    max_prompt_tokens : int
+        Longest prompt accepted (observations have length ``max_prompt_tokens + max_new_tokens``). A
+        longer prompt is an error, never silently cut.
+    device : str
+        Torch device for the models (``"cpu"``, ``"cuda"``, ...).
+    dtype : str or torch.dtype, optional
+        Model dtype when loading by name (e.g. ``"bfloat16"``); scoring is done in this dtype, costs are
+        returned in float32.
+    prompt_template : str
+        ``"auto"`` (chat template for instruct models, ``"Question: ...\\nAnswer:"`` otherwise), ``"chat"``,
+        ``"plain"``, or a format string containing ``{question}``.
+    tokenizer : tokenizer, optional
+        Overrides the tokenizer loaded with the teacher.
+    verify_timeout : float
+        Seconds the answer check may take before the answer is judged incorrect.
+    format_reward : float
+        Added to the reward (and reported as ``info["format_reward"]``) when the completion states its
+        answer on a ``#### N`` line; 0 by default.
+    render_mode : str, optional
+        ``"ansi"`` (``render()`` returns the text) or ``"human"`` (prints it).
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        teacher: Any = "zoo:teacher",
+        student: Any = None,
+        dataset: Any = "arithmetic",
+        split: str = "train",
+        divergence: str = "teacher_nll",
+        max_new_tokens: int = 128,
+        max_prompt_tokens: int = 512,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+        prompt_template: str = "auto",
+        tokenizer: Any = None,
+        verify_timeout: float = DEFAULT_TIMEOUT,
+        format_reward: float = 0.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.divergence = get_divergence(divergence)
+        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) \
+                or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if not isinstance(max_prompt_tokens, (int, np.integer)) or max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be a positive integer, got {max_prompt_tokens!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        if verify_timeout <= 0:
+            raise ValueError(f"verify_timeout must be > 0 seconds, got {verify_timeout!r}")
+        self.render_mode = render_mode
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_prompt_tokens = int(max_prompt_tokens)
+        self.verify_timeout = float(verify_timeout)
+        self.format_reward = float(format_reward)
+        self.device = torch.device(device)
+
+        self.task = load_task(dataset, split)
+        self.teacher = load_model(teacher, self.device, dtype)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher)
+        self.student = load_model(student, self.device, dtype) if student is not None else None
+        self.vocab_size = vocab_size(self.teacher)
+        if self.student is not None:
+            check_same_vocab(self.teacher, self.student)
+        if len(self.tokenizer) > self.vocab_size:
+            raise ValueError(
+                f"tokenizer has {len(self.tokenizer)} tokens but the teacher's vocabulary has {self.vocab_size}"
+            )
+        self.eos_ids = eos_token_ids(self.teacher, self.tokenizer)
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                          else min(self.eos_ids))
+        self.prompts = PromptFormatter(self.tokenizer, prompt_template)
+
+        length = self.max_prompt_tokens + self.max_new_tokens
+        self.observation_space = spaces.Dict(
+            {
+                "input_ids": spaces.Box(0, self.vocab_size - 1, (length,), np.int64),
+                "attention_mask": spaces.Box(0, 1, (length,), np.int64),
+            }
+        )
+        self.action_space = spaces.Discrete(self.vocab_size)
+
+        self._teacher_scorer = IncrementalScorer(self.teacher)
+        self._student_scorer = IncrementalScorer(self.student) if self.student is not None else None
+        self._ids = np.full(length, self.pad_id, dtype=np.int64)
+        self._mask = np.zeros(length, dtype=np.int64)
+        self.problem: Problem | None = None
+        self.prompt_ids: list[int] = []
+        self.generated: list[int] = []
+        self._done = True
+        self._preloaded: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ episode control
+    def encode_problem(self, problem: Problem) -> list[int]:
+        """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
+        ids = self.prompts.encode(problem.question)
+        if len(ids) > self.max_prompt_tokens:
+            raise ValueError(
+                f"prompt of problem {problem.index} ({problem.source}) has {len(ids)} tokens, more than "
+                f"max_prompt_tokens={self.max_prompt_tokens}; raise max_prompt_tokens"
+            )
+        return ids
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode on a problem drawn with the seeded RNG.
+
+        ``options={"problem": Problem | int}`` picks a specific problem (an int indexes the dataset).
+        """
+        super().reset(seed=seed)
+        problem = (options or {}).get("problem")
+        if problem is None:
+            problem = self.task.sample(self.np_random)
+        elif isinstance(problem, (int, np.integer)) and not isinstance(problem, bool):
+            problem = self.task[int(problem)]
+        elif not isinstance(problem, Problem):
+            raise TypeError(f"options['problem'] must be a Problem or an int index, got {type(problem).__name__}")
+        self.problem = problem
+        self.prompt_ids = self.encode_problem(problem)
+        self.generated = []
+        self._preloaded = None
+        self._teacher_scorer.reset(self.prompt_ids)
+        if self._student_scorer is not None and self.divergence.needs_student:
+            self._student_scorer.reset(self.prompt_ids)
+        p = len(self.prompt_ids)
+        self._ids[:] = self.pad_id
+        self._mask[:] = 0
+        self._ids[:p] = self.prompt_ids
+        self._mask[:p] = 1
+        self._done = False
+        info = {"question": problem.question, "reference": problem.answer,
+                "problem_index": problem.index, "prompt_length": p}
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self._ids.copy(), "attention_mask": self._mask.copy()}
+
+    def preload(
+        self,
+        completion_ids: Sequence[int],
+        student_logprobs: torch.Tensor | np.ndarray | None = None,
+        student_token_logprobs: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        """Fast path: score a whole completion in one teacher forward before stepping through it.
+
+        Call right after ``reset``; then ``step`` each token of ``completion_ids`` in order (through any
+        wrapper stack). Steps read the precomputed cost and teacher log-prob instead of running the
+        teacher per token; the numbers equal stepping without ``preload``. Student-dependent divergences
+        take ``student_logprobs`` ``[T, V]`` (or ``student_token_logprobs`` ``[T]`` for ``log_ratio``), or
+        the env's ``student`` model.
+        """
+        if self._done or self.generated:
+            raise RuntimeError("preload() must be called right after reset(), before any step()")
+        tokens = [self._check_token(t) for t in completion_ids]
+        if not 1 <= len(tokens) <= self.max_new_tokens:
+            raise ValueError(f"completion must have 1..{self.max_new_tokens} tokens, got {len(tokens)}")
+        t_logp = sequence_logprobs(self.teacher, self.prompt_ids, tokens)
+        actions = torch.tensor(tokens, device=t_logp.device)
+        s_full = s_tok = None
+        if self.divergence.needs_student:
+            if student_logprobs is not None:
+                s_full = torch.as_tensor(student_logprobs, device=t_logp.device).float()
+            elif student_token_logprobs is not None and not self.divergence.needs_full_student:
+                s_tok = torch.as_tensor(student_token_logprobs, device=t_logp.device).float()
+            elif self.student is not None:
+                s_full = sequence_logprobs(self.student, self.prompt_ids, tokens)
+            else:
+                raise ValueError(self._missing_student_message())
+        cost = divergence_cost(self.divergence.name, t_logp, actions, s_full, s_tok)
+        self._preloaded = {
+            "tokens": np.asarray(tokens, dtype=np.int64),
+            "cost": cost.cpu().numpy().astype(np.float64),
+            "teacher_logprob": t_logp.gather(-1, actions[:, None])[:, 0].cpu().numpy().astype(np.float64),
+        }
+
+    def _missing_student_message(self) -> str:
+        return (
+            f"divergence {self.divergence.name!r} needs the acting student's distribution: pass "
+            "student=<the model your policy is> to the env, or step with "
+            "TokenAction(token, logprobs=...) carrying the policy's log-probs"
+        )
+
+    def _check_token(self, token: Any) -> int:
+        return parse_action(token, self.vocab_size).token
+
+    def step(self, action: int | TokenAction):
+        """Append one token; return ``(obs, reward, terminated, truncated, info)`` with ``info["cost"]``."""
+        if self._done:
+            raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
+        act = parse_action(action, self.vocab_size)
+        token = act.token
+        t = len(self.generated)
+        if self._preloaded is not None:
+            pre = self._preloaded
+            if t >= len(pre["tokens"]) or pre["tokens"][t] != token:
+                raise ValueError(
+                    f"step {t}: action {token} differs from the preloaded completion; "
+                    "call reset() and preload() again to change the completion"
+                )
+            cost, t_tok = float(pre["cost"][t]), float(pre["teacher_logprob"][t])
+        else:
+            cost, t_tok = self._score_step(act)
+
+        self.generated.append(token)
+        self._teacher_scorer.push(token)
+        if self._student_scorer is not None and self.divergence.needs_student:
+            self._student_scorer.push(token)
+        pos = len(self.prompt_ids) + t
+        self._ids[pos] = token
+        self._mask[pos] = 1
+
+        terminated = token in self.eos_ids
+        truncated = (not terminated) and len(self.generated) >= self.max_new_tokens
+        info: dict[str, Any] = {"cost": cost, "task_reward": 0.0, "teacher_logprob": t_tok}
+        reward = 0.0
+        if terminated or truncated:
+            reward = self._finish(info)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), reward, terminated, truncated, info
+
+    def _score_step(self, act: TokenAction) -> tuple[float, float]:
+        t_logp = self._teacher_scorer.logprobs()
+        s_full = s_tok = None
+        if self.divergence.needs_student:
+            if act.logprobs is not None:
+                s_full = torch.as_tensor(act.logprobs, device=t_logp.device).float().view(1, -1)
+                if s_full.shape[-1] != self.vocab_size:
+                    raise ValueError(
+                        f"TokenAction.logprobs has {s_full.shape[-1]} entries, the vocabulary {self.vocab_size}"
+                    )
+            elif act.logprob is not None and not self.divergence.needs_full_student:
+                s_tok = torch.tensor([float(act.logprob)], device=t_logp.device)
+            elif self._student_scorer is not None:
+                s_full = self._student_scorer.logprobs()[None]
+            else:
+                raise ValueError(self._missing_student_message())
+        actions = torch.tensor([act.token], device=t_logp.device)
+        cost = divergence_cost(self.divergence.name, t_logp[None], actions, s_full, s_tok)
+        return float(cost[0]), float(t_logp[act.token])
+
+    def _finish(self, info: dict[str, Any]) -> float:
+        """End of episode: judge the answer, free the caches, fill the final info."""
+        assert self.problem is not None
+        self._done = True
+        self._teacher_scorer.release()
+        if self._student_scorer is not None:
+            self._student_scorer.release()
+        text = self.completion_text()
+        verdict = check_answer(text, self.problem.answer, timeout=self.verify_timeout)
+        task_reward = 1.0 if verdict.correct else 0.0
+        fmt = self.format_reward if (self.format_reward and "####" in text) else 0.0
+        info.update(
+            task_reward=task_reward,
+            format_reward=fmt,
+            correct=verdict.correct,
+            extracted_answer=verdict.extracted,
+            reference=self.problem.answer,
+            verdict=verdict.reason,
+            completion=text,
+            length=len(self.generated),
+        )
+        return task_reward + fmt
+
+    # ------------------------------------------------------------------ utilities
+    def completion_text(self) -> str:
+        """The generated text so far (special tokens removed)."""
+        return self.tokenizer.decode(self.generated, skip_special_tokens=True)
+
+    def render(self) -> str | None:
+        """Prompt and completion as text (``"ansi"``) or printed (``"human"``)."""
+        if self.problem is None:
+            return None
+        text = self.tokenizer.decode(self.prompt_ids, skip_special_tokens=True) + self.completion_text()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Free the KV caches."""
+        self._teacher_scorer.release()
+        if self._student_scorer is not None:
+            self._student_scorer.release()
+        self._done = True

@@ -1,0 +1,29 @@
+"""Entry points behind ``gym.make("MathDistill-v0")`` and ``gym.make_vec("MathDistill-v0")``.
+
+Besides the env's own keyword arguments they accept ``constraint=`` (a name from
+``llm_cmdp_env.wrappers.CONSTRAINTS``), ``budget=`` and ``constraint_kwargs=`` to build the wrapper stack
+in one call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+
+def make_math_distill(
+    constraint: str | None = None,
+    budget: float | None = None,
+    constraint_kwargs: dict[str, Any] | None = None,
+    **env_kwargs: Any,
+) -> gym.Env:
+    """Build ``MathDistillEnv(**env_kwargs)`` wrapped by the named constraint stack (none by default)."""
+    from llm_cmdp_env.envs.math_distill import MathDistillEnv
+
+    env: gym.Env = MathDistillEnv(**env_kwargs)
+    if constraint is None and budget is None and not constraint_kwargs:
+        return env
+    from llm_cmdp_env.wrappers import apply_constraint
+
+    return apply_constraint(env, constraint, budget=budget, **(constraint_kwargs or {}))

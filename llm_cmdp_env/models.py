@@ -1,0 +1,100 @@
+"""Loading teacher/student models and their tokenizer; the vocabulary check between them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+ZOO_PREFIX = "zoo:"
+
+
+def _resolve_path(spec: str) -> str:
+    if spec.startswith(ZOO_PREFIX):
+        from llm_cmdp_env.zoo import zoo_model_path
+
+        return str(zoo_model_path(spec[len(ZOO_PREFIX) :]))
+    return spec
+
+
+def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}: expected one of {sorted(names)} or a torch.dtype")
+    return names[dtype]
+
+
+def load_model(
+    spec: str | os.PathLike | PreTrainedModel,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    **from_pretrained_kwargs: Any,
+) -> PreTrainedModel:
+    """Return a frozen causal LM in eval mode on ``device``.
+
+    ``spec`` is a loaded model (moved to ``device``), ``"zoo:teacher"``/``"zoo:student"`` (the shipped
+    pair), a local path, or a Hugging Face id (which must already be in the local cache when offline).
+    """
+    if isinstance(spec, torch.nn.Module):
+        model = spec
+        if dtype is not None:
+            model = model.to(_parse_dtype(dtype))
+    else:
+        kwargs = dict(from_pretrained_kwargs)
+        if dtype is not None:
+            kwargs["dtype"] = _parse_dtype(dtype)
+        model = AutoModelForCausalLM.from_pretrained(_resolve_path(str(spec)), **kwargs)
+    model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def load_tokenizer(spec: str | os.PathLike | PreTrainedModel, **kwargs: Any) -> PreTrainedTokenizerBase:
+    """Load the tokenizer that belongs to a model spec (for a loaded model: its ``name_or_path``)."""
+    if isinstance(spec, torch.nn.Module):
+        path = getattr(spec, "name_or_path", None) or getattr(spec.config, "_name_or_path", None)
+        if not path:
+            raise ValueError("cannot find the tokenizer of a model object; pass tokenizer= explicitly")
+        spec = path
+    return AutoTokenizer.from_pretrained(_resolve_path(str(spec)), **kwargs)
+
+
+def vocab_size(model: PreTrainedModel) -> int:
+    """Size of the model's next-token distribution (rows of its output embedding)."""
+    out = model.get_output_embeddings()
+    if out is not None and getattr(out, "weight", None) is not None:
+        return int(out.weight.shape[0])
+    return int(model.config.vocab_size)
+
+
+def check_same_vocab(teacher: PreTrainedModel, student: PreTrainedModel) -> int:
+    """Raise ``ValueError`` naming both sizes unless teacher and student share one vocabulary size."""
+    vt, vs = vocab_size(teacher), vocab_size(student)
+    if vt != vs:
+        raise ValueError(
+            f"teacher and student vocabularies differ: teacher has {vt} tokens, student has {vs}; "
+            "they must share one tokenizer"
+        )
+    return vt
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """All token ids that end an episode: the tokenizer's EOS and the model's generation EOS ids."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif isinstance(eos, (list, tuple)):
+        ids.update(int(e) for e in eos)
+    if not ids:
+        raise ValueError("the tokenizer and model define no EOS token; episodes could never terminate")
+    return frozenset(ids)

@@ -1,0 +1,45 @@
+"""Turning a question into prompt token ids: a plain template for base models, the chat template for
+instruct models."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+PLAIN_PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
+"""The shipped models' format: they were trained on ``prompt + " " + solution + eos``."""
+
+CHAT_INSTRUCTION = "{question}\nSolve step by step. Write the final answer on the last line as '#### <answer>'."
+"""User message for instruct models (the verifier also understands ``\\boxed{}`` and "the answer is")."""
+
+
+class PromptFormatter:
+    """Encode questions with ``template``: ``"auto"``, ``"chat"``, ``"plain"`` or a ``{question}`` string."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, template: str = "auto") -> None:
+        if not isinstance(template, str):
+            raise TypeError(f"prompt_template must be a string, got {type(template).__name__}")
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if template == "auto":
+            template = "chat" if has_chat else "plain"
+        if template == "chat" and not has_chat:
+            raise ValueError("prompt_template='chat' but the tokenizer has no chat template")
+        if template not in ("chat", "plain") and "{question}" not in template:
+            raise ValueError(
+                "prompt_template must be 'auto', 'chat', 'plain' or a format string containing '{question}', "
+                f"got {template!r}"
+            )
+        self.tokenizer = tokenizer
+        self.template = template
+
+    def text(self, question: str) -> str:
+        """The prompt as text."""
+        if self.template == "chat":
+            messages = [{"role": "user", "content": CHAT_INSTRUCTION.format(question=question)}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        fmt = PLAIN_PROMPT_TEMPLATE if self.template == "plain" else self.template
+        return fmt.replace("{question}", question)
+
+    def encode(self, question: str) -> list[int]:
+        """The prompt as token ids (the chat template already holds its special tokens)."""
+        text = self.text(question)
+        return list(self.tokenizer(text, add_special_tokens=self.template != "chat")["input_ids"])

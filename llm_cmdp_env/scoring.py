@@ -1,0 +1,97 @@
+"""Teacher (and student) scoring: next-token log-probabilities, incrementally with a KV cache or for
+whole sequences in one forward. Both give the same numbers (to float tolerance); the env uses the
+incremental scorer while stepping and the whole-sequence one on the fast path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel
+
+from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs, output_cache
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of a model's first parameter."""
+    return next(model.parameters()).device
+
+
+class IncrementalScorer:
+    """Next-token log-probs of one growing sequence, re-using the model's KV cache.
+
+    ``reset(prompt)`` encodes the prompt once; ``push(token)`` appends a token lazily (the forward for it
+    runs only when :meth:`logprobs` is next asked, so the final token of an episode costs nothing).
+    Each new token is one cached forward of length 1: the prefix is never re-encoded.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.device = model_device(model)
+        self._cache = None
+        self._logp: torch.Tensor | None = None
+        self._pending: list[int] = []
+        self._length = 0
+
+    @property
+    def length(self) -> int:
+        """Number of tokens in the sequence (prompt + pushed tokens)."""
+        return self._length + len(self._pending)
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[int]) -> None:
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        position_ids = torch.arange(self._length, self._length + len(ids), device=self.device)[None]
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            use_cache=True,
+            **cache_kwargs(self.model, self._cache),
+            **last_logits_kwargs(self.model),
+        )
+        self._cache = output_cache(out)
+        self._logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        self._length += len(ids)
+
+    def reset(self, prompt_ids: Sequence[int]) -> None:
+        """Start a new sequence from ``prompt_ids`` (at least one token)."""
+        if len(prompt_ids) == 0:
+            raise ValueError("prompt must contain at least one token")
+        self.release()
+        self._forward(list(prompt_ids))
+
+    def push(self, token: int) -> None:
+        """Append one token to the sequence."""
+        self._pending.append(int(token))
+        self._logp = None
+
+    def logprobs(self) -> torch.Tensor:
+        """Log-probabilities ``[V]`` (float32) of the next token given the whole sequence so far."""
+        if self._logp is None:
+            if self._cache is None:
+                raise RuntimeError("scorer has no sequence: call reset(prompt_ids) first")
+            pending, self._pending = self._pending, []
+            self._forward(pending)
+        assert self._logp is not None
+        return self._logp
+
+    def release(self) -> None:
+        """Drop the KV cache (frees memory when an episode ends)."""
+        self._cache = None
+        self._logp = None
+        self._pending = []
+        self._length = 0
+
+
+@torch.inference_mode()
+def sequence_logprobs(
+    model: PreTrainedModel, prompt_ids: Sequence[int], completion_ids: Sequence[int]
+) -> torch.Tensor:
+    """Log-probs ``[T, V]`` (float32) of the next token before each of the ``T`` completion tokens, from
+    one forward over prompt + completion (no cache)."""
+    device = model_device(model)
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)], dtype=torch.long, device=device)
+    p, t = len(prompt_ids), len(completion_ids)
+    position_ids = torch.arange(ids.shape[1], device=device)[None]
+    logits = model(input_ids=ids, position_ids=position_ids, use_cache=False).logits[0, p - 1 : p - 1 + t]
+    return torch.log_softmax(logits.float(), dim=-1)
