@@ -31,7 +31,7 @@ class TokenAction:
 
 
 def _as_int(x: Any) -> int | None:
-    if isinstance(x, bool) or isinstance(x, np.bool_):
+    if isinstance(x, (bool, np.bool_)):
         return None
     if isinstance(x, (int, np.integer)):
         return int(x)
@@ -69,3 +69,42 @@ def parse_action(action: Any, vocab_size: int) -> TokenAction:
     if base is None:
         return TokenAction(token)
     return TokenAction(token, base.logprobs, base.logprob)
+
+
+@dataclass(frozen=True)
+class VectorTokenAction:
+    """Tokens for all N sub-envs of the native vector env, with the policy's log-probs.
+
+    Parameters
+    ----------
+    tokens : array [N]
+        Token ids.
+    logprobs : array or Tensor [N, V], optional
+        Full next-token log-probabilities of the acting policy, one row per sub-env.
+    logprob : array or Tensor [N], optional
+        log pS(token | state) per sub-env (enough for ``log_ratio``).
+    """
+
+    tokens: Any
+    logprobs: Any = None
+    logprob: Any = None
+
+
+def parse_vector_action(action: Any, num_envs: int, vocab_size: int) -> tuple[np.ndarray, Any, Any]:
+    """Validate a batch of tokens; return ``(tokens int64 [N], logprobs or None, logprob or None)``."""
+    logprobs = logprob = None
+    if isinstance(action, VectorTokenAction):
+        action, logprobs, logprob = action.tokens, action.logprobs, action.logprob
+    if isinstance(action, torch.Tensor):
+        action = action.detach().cpu().numpy()
+    arr = np.asarray(action)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        raise TypeError(
+            f"actions must be integer token ids (an int array of shape ({num_envs},)), got dtype {arr.dtype}"
+        )
+    if arr.shape != (num_envs,):
+        raise ValueError(f"actions must have shape ({num_envs},), got {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        bad = int(arr[(arr < 0) | (arr >= vocab_size)][0])
+        raise ValueError(f"action {bad} is out of range: token ids are in [0, {vocab_size})")
+    return arr.astype(np.int64), logprobs, logprob

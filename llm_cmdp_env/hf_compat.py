@@ -34,3 +34,34 @@ def output_cache(out: Any) -> Any:
     """The KV cache in a model output, whatever the attribute is called."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer ``(keys, values)`` tensors ``[B, H, L, D]`` of a full-attention dynamic cache.
+
+    Raises ``NotImplementedError`` for caches with other layer kinds (sliding windows, SSM states),
+    which the batched scorer cannot re-pad.
+    """
+    if hasattr(cache, "layers"):
+        out = []
+        for layer in cache.layers:
+            if type(layer).__name__ != "DynamicLayer":
+                raise NotImplementedError(
+                    f"batched scoring supports full-attention KV caches only, found {type(layer).__name__}; "
+                    "use gymnasium.vector.SyncVectorEnv over single envs for this model"
+                )
+            out.append((layer.keys, layer.values))
+        return out
+    if hasattr(cache, "key_cache"):  # transformers 4.x
+        return list(zip(cache.key_cache, cache.value_cache))
+    raise NotImplementedError(f"unsupported cache type {type(cache).__name__}")
+
+
+def set_cache_layers(cache: Any, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Replace a dynamic cache's tensors in place (inverse of :func:`cache_layers`)."""
+    if hasattr(cache, "layers"):
+        for layer, (k, v) in zip(cache.layers, kvs, strict=True):
+            layer.keys, layer.values = k, v
+        return
+    cache.key_cache[:] = [k for k, _ in kvs]
+    cache.value_cache[:] = [v for _, v in kvs]

@@ -54,11 +54,12 @@ class IncrementalScorer:
         self._length += len(ids)
 
     def reset(self, prompt_ids: Sequence[int]) -> None:
-        """Start a new sequence from ``prompt_ids`` (at least one token)."""
+        """Start a new sequence from ``prompt_ids`` (at least one token). Lazy: the prompt is encoded
+        when :meth:`logprobs` is first asked, so a replayed (preloaded) episode never encodes it."""
         if len(prompt_ids) == 0:
             raise ValueError("prompt must contain at least one token")
         self.release()
-        self._forward(list(prompt_ids))
+        self._pending = [int(t) for t in prompt_ids]
 
     def push(self, token: int) -> None:
         """Append one token to the sequence."""
@@ -68,7 +69,7 @@ class IncrementalScorer:
     def logprobs(self) -> torch.Tensor:
         """Log-probabilities ``[V]`` (float32) of the next token given the whole sequence so far."""
         if self._logp is None:
-            if self._cache is None:
+            if not self._pending:
                 raise RuntimeError("scorer has no sequence: call reset(prompt_ids) first")
             pending, self._pending = self._pending, []
             self._forward(pending)
@@ -83,15 +84,60 @@ class IncrementalScorer:
         self._length = 0
 
 
+def _logits_head(model: PreTrainedModel):
+    """(base model, head) such that head(base(...).last_hidden_state) are the LM logits."""
+    base, head = getattr(model, "base_model", None), model.get_output_embeddings()
+    if base is None or base is model or head is None:
+        return None
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+
+    def apply(hidden: torch.Tensor) -> torch.Tensor:
+        logits = head(hidden)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    return base, apply
+
+
 @torch.inference_mode()
+def batch_completion_logprobs(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int = 0,
+):
+    """Yield, per row, the log-probs ``[T_i, V]`` (float32) before each completion token.
+
+    One forward over the left-padded batch of ``prompt + completion`` sequences (position ids count each
+    row's own tokens). Only the completion positions go through the LM head, row by row, so a
+    ``[B, L, V]`` logits tensor is never built (it would not fit for a 150k vocabulary).
+    """
+    device = model_device(model)
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, x in enumerate(seqs):
+        ids[i, width - len(x) :] = torch.tensor(x, device=device)
+        mask[i, width - len(x) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    split = _logits_head(model)
+    if split is not None:
+        base, head = split
+        hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+    else:  # pragma: no cover - models without a separable head
+        hidden, head = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits, None
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        start = width - len(seqs[i]) + len(p) - 1
+        rows = hidden[i, start : start + len(c)]
+        logits = head(rows) if head is not None else rows
+        yield torch.log_softmax(logits.float(), dim=-1)
+
+
 def sequence_logprobs(
     model: PreTrainedModel, prompt_ids: Sequence[int], completion_ids: Sequence[int]
 ) -> torch.Tensor:
     """Log-probs ``[T, V]`` (float32) of the next token before each of the ``T`` completion tokens, from
     one forward over prompt + completion (no cache)."""
-    device = model_device(model)
-    ids = torch.tensor([list(prompt_ids) + list(completion_ids)], dtype=torch.long, device=device)
-    p, t = len(prompt_ids), len(completion_ids)
-    position_ids = torch.arange(ids.shape[1], device=device)[None]
-    logits = model(input_ids=ids, position_ids=position_ids, use_cache=False).logits[0, p - 1 : p - 1 + t]
-    return torch.log_softmax(logits.float(), dim=-1)
+    return next(batch_completion_logprobs(model, [prompt_ids], [completion_ids]))

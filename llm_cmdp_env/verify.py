@@ -12,6 +12,7 @@ the :class:`Verdict` says why.
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import select
@@ -82,8 +83,7 @@ def _clean(answer: str) -> str:
     a = a.replace("\\!", "").replace("\\,", "")
     a = re.sub(r"(?<=\d),(?=\d{3}\b)", "", a)
     a = a.strip().rstrip(".").strip()
-    if a.startswith("+"):
-        a = a[1:]
+    a = a.removeprefix("+")
     return a
 
 
@@ -167,6 +167,19 @@ class _VerifyWorker:
             self._proc.wait()
         self._proc = None
 
+    def close(self) -> None:
+        """Stop the child (at interpreter exit)."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                if self._proc.stdin:
+                    self._proc.stdin.close()
+                self._proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+            if self._proc.stdout:
+                self._proc.stdout.close()
+        self._proc = None
+
     def check(self, pred: str, ref: str, timeout: float, startup_grace: float = 60.0) -> str:
         """Return "equal", "not_equal", "timeout" or "error"."""
         with self._lock:
@@ -195,6 +208,7 @@ class _VerifyWorker:
 
 
 _WORKER = _VerifyWorker()
+atexit.register(_WORKER.close)
 
 
 def is_equivalent(prediction: str, reference: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:

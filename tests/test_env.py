@@ -29,7 +29,7 @@ def rollout(env, seed, actions_seed=0, n=None):
     done = False
     while not done:
         a = int(rng.integers(env.action_space.n))
-        obs, r, term, trunc, inf = env.step(a)
+        obs, _r, term, trunc, inf = env.step(a)
         actions.append(a)
         costs.append(inf["cost"])
         infos.append(inf)
@@ -76,7 +76,7 @@ def test_spaces_and_episode_end(tiny_env_kwargs):
     assert r == info["task_reward"] == 0.0
     # truncation at max_new_tokens
     env.reset(seed=1)
-    for i in range(12):
+    for _ in range(12):
         _, _, term, trunc, _ = env.step(7)
     assert trunc and not term
 
@@ -87,7 +87,7 @@ def test_correct_answer_is_rewarded(tiny_env_kwargs):
     tok = env.tokenizer
     ids = tok(" so #### " + info["reference"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     for t in ids:
-        _, r, term, trunc, inf = env.step(t)
+        _, r, term, _trunc, inf = env.step(t)
     assert term and r == 1.0 and inf["correct"] and inf["extracted_answer"] == info["reference"]
 
 

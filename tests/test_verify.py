@@ -4,7 +4,13 @@ import time
 
 import pytest
 
-from llm_cmdp_env.verify import MAX_ANSWER_CHARS, check_answer, extract_answer, is_equivalent, reference_from_solution
+from llm_cmdp_env.verify import (
+    MAX_ANSWER_CHARS,
+    check_answer,
+    extract_answer,
+    is_equivalent,
+    reference_from_solution,
+)
 
 
 @pytest.mark.parametrize(

@@ -13,15 +13,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from llm_cmdp_env.actions import TokenAction, parse_action
-from llm_cmdp_env.divergences import divergence_cost, get_divergence
-from llm_cmdp_env.models import check_same_vocab, eos_token_ids, load_model, load_tokenizer, vocab_size
-from llm_cmdp_env.prompts import PromptFormatter
-from llm_cmdp_env.scoring import IncrementalScorer, sequence_logprobs
-from llm_cmdp_env.tasks import Problem, load_task
-from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer
+from llm_cmdp_env.divergences import divergence_cost
+from llm_cmdp_env.envs.setup import DistillSetup
+from llm_cmdp_env.scoring import IncrementalScorer
+from llm_cmdp_env.tasks import Problem
+from llm_cmdp_env.verify import DEFAULT_TIMEOUT
 
 
 class MathDistillEnv(gym.Env):
@@ -85,47 +83,23 @@ class MathDistillEnv(gym.Env):
         format_reward: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
-        self.divergence = get_divergence(divergence)
-        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) \
-                or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if not isinstance(max_prompt_tokens, (int, np.integer)) or max_prompt_tokens < 1:
-            raise ValueError(f"max_prompt_tokens must be a positive integer, got {max_prompt_tokens!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
-        if verify_timeout <= 0:
-            raise ValueError(f"verify_timeout must be > 0 seconds, got {verify_timeout!r}")
         self.render_mode = render_mode
-        self.max_new_tokens = int(max_new_tokens)
-        self.max_prompt_tokens = int(max_prompt_tokens)
-        self.verify_timeout = float(verify_timeout)
-        self.format_reward = float(format_reward)
-        self.device = torch.device(device)
-
-        self.task = load_task(dataset, split)
-        self.teacher = load_model(teacher, self.device, dtype)
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher)
-        self.student = load_model(student, self.device, dtype) if student is not None else None
-        self.vocab_size = vocab_size(self.teacher)
-        if self.student is not None:
-            check_same_vocab(self.teacher, self.student)
-        if len(self.tokenizer) > self.vocab_size:
-            raise ValueError(
-                f"tokenizer has {len(self.tokenizer)} tokens but the teacher's vocabulary has {self.vocab_size}"
-            )
-        self.eos_ids = eos_token_ids(self.teacher, self.tokenizer)
-        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-                          else min(self.eos_ids))
-        self.prompts = PromptFormatter(self.tokenizer, prompt_template)
-
-        length = self.max_prompt_tokens + self.max_new_tokens
-        self.observation_space = spaces.Dict(
-            {
-                "input_ids": spaces.Box(0, self.vocab_size - 1, (length,), np.int64),
-                "attention_mask": spaces.Box(0, 1, (length,), np.int64),
-            }
+        self.setup = DistillSetup(
+            teacher=teacher, student=student, dataset=dataset, split=split, divergence=divergence,
+            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, device=device, dtype=dtype,
+            prompt_template=prompt_template, tokenizer=tokenizer, verify_timeout=verify_timeout,
+            format_reward=format_reward,
         )
-        self.action_space = spaces.Discrete(self.vocab_size)
+        su = self.setup
+        self.task, self.teacher, self.student, self.tokenizer = su.task, su.teacher, su.student, su.tokenizer
+        self.divergence, self.vocab_size, self.eos_ids, self.pad_id = (
+            su.divergence, su.vocab_size, su.eos_ids, su.pad_id)
+        self.max_new_tokens, self.max_prompt_tokens = su.max_new_tokens, su.max_prompt_tokens
+        self.observation_space = su.observation_space
+        self.action_space = su.action_space
+        length = su.obs_length
 
         self._teacher_scorer = IncrementalScorer(self.teacher)
         self._student_scorer = IncrementalScorer(self.student) if self.student is not None else None
@@ -140,13 +114,7 @@ class MathDistillEnv(gym.Env):
     # ------------------------------------------------------------------ episode control
     def encode_problem(self, problem: Problem) -> list[int]:
         """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
-        ids = self.prompts.encode(problem.question)
-        if len(ids) > self.max_prompt_tokens:
-            raise ValueError(
-                f"prompt of problem {problem.index} ({problem.source}) has {len(ids)} tokens, more than "
-                f"max_prompt_tokens={self.max_prompt_tokens}; raise max_prompt_tokens"
-            )
-        return ids
+        return self.setup.encode_problem(problem)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode on a problem drawn with the seeded RNG.
@@ -154,19 +122,13 @@ class MathDistillEnv(gym.Env):
         ``options={"problem": Problem | int}`` picks a specific problem (an int indexes the dataset).
         """
         super().reset(seed=seed)
-        problem = (options or {}).get("problem")
-        if problem is None:
-            problem = self.task.sample(self.np_random)
-        elif isinstance(problem, (int, np.integer)) and not isinstance(problem, bool):
-            problem = self.task[int(problem)]
-        elif not isinstance(problem, Problem):
-            raise TypeError(f"options['problem'] must be a Problem or an int index, got {type(problem).__name__}")
+        problem = self.setup.pick_problem((options or {}).get("problem"), self.np_random)
         self.problem = problem
         self.prompt_ids = self.encode_problem(problem)
         self.generated = []
         self._preloaded = None
         self._teacher_scorer.reset(self.prompt_ids)
-        if self._student_scorer is not None and self.divergence.needs_student:
+        if self.setup.uses_student_model:
             self._student_scorer.reset(self.prompt_ids)
         p = len(self.prompt_ids)
         self._ids[:] = self.pad_id
@@ -199,34 +161,14 @@ class MathDistillEnv(gym.Env):
         """
         if self._done or self.generated:
             raise RuntimeError("preload() must be called right after reset(), before any step()")
-        tokens = [self._check_token(t) for t in completion_ids]
-        if not 1 <= len(tokens) <= self.max_new_tokens:
-            raise ValueError(f"completion must have 1..{self.max_new_tokens} tokens, got {len(tokens)}")
-        t_logp = sequence_logprobs(self.teacher, self.prompt_ids, tokens)
-        actions = torch.tensor(tokens, device=t_logp.device)
-        s_full = s_tok = None
-        if self.divergence.needs_student:
-            if student_logprobs is not None:
-                s_full = torch.as_tensor(student_logprobs, device=t_logp.device).float()
-            elif student_token_logprobs is not None and not self.divergence.needs_full_student:
-                s_tok = torch.as_tensor(student_token_logprobs, device=t_logp.device).float()
-            elif self.student is not None:
-                s_full = sequence_logprobs(self.student, self.prompt_ids, tokens)
-            else:
-                raise ValueError(self._missing_student_message())
-        cost = divergence_cost(self.divergence.name, t_logp, actions, s_full, s_tok)
-        self._preloaded = {
-            "tokens": np.asarray(tokens, dtype=np.int64),
-            "cost": cost.cpu().numpy().astype(np.float64),
-            "teacher_logprob": t_logp.gather(-1, actions[:, None])[:, 0].cpu().numpy().astype(np.float64),
-        }
+        from llm_cmdp_env.fast_path import score_completions
 
-    def _missing_student_message(self) -> str:
-        return (
-            f"divergence {self.divergence.name!r} needs the acting student's distribution: pass "
-            "student=<the model your policy is> to the env, or step with "
-            "TokenAction(token, logprobs=...) carrying the policy's log-probs"
-        )
+        assert self.problem is not None
+        self._preloaded = score_completions(
+            self, [self.problem], [list(completion_ids)],
+            None if student_logprobs is None else [student_logprobs],
+            None if student_token_logprobs is None else [student_token_logprobs],
+        )[0]
 
     def _check_token(self, token: Any) -> int:
         return parse_action(token, self.vocab_size).token
@@ -251,7 +193,7 @@ class MathDistillEnv(gym.Env):
 
         self.generated.append(token)
         self._teacher_scorer.push(token)
-        if self._student_scorer is not None and self.divergence.needs_student:
+        if self.setup.uses_student_model:
             self._student_scorer.push(token)
         pos = len(self.prompt_ids) + t
         self._ids[pos] = token
@@ -282,7 +224,7 @@ class MathDistillEnv(gym.Env):
             elif self._student_scorer is not None:
                 s_full = self._student_scorer.logprobs()[None]
             else:
-                raise ValueError(self._missing_student_message())
+                raise ValueError(self.setup.missing_student_message())
         actions = torch.tensor([act.token], device=t_logp.device)
         cost = divergence_cost(self.divergence.name, t_logp[None], actions, s_full, s_tok)
         return float(cost[0]), float(t_logp[act.token])
@@ -294,21 +236,9 @@ class MathDistillEnv(gym.Env):
         self._teacher_scorer.release()
         if self._student_scorer is not None:
             self._student_scorer.release()
-        text = self.completion_text()
-        verdict = check_answer(text, self.problem.answer, timeout=self.verify_timeout)
-        task_reward = 1.0 if verdict.correct else 0.0
-        fmt = self.format_reward if (self.format_reward and "####" in text) else 0.0
-        info.update(
-            task_reward=task_reward,
-            format_reward=fmt,
-            correct=verdict.correct,
-            extracted_answer=verdict.extracted,
-            reference=self.problem.answer,
-            verdict=verdict.reason,
-            completion=text,
-            length=len(self.generated),
-        )
-        return task_reward + fmt
+        reward, final = self.setup.judge(self.problem, self.generated)
+        info.update(final)
+        return reward
 
     # ------------------------------------------------------------------ utilities
     def completion_text(self) -> str:

@@ -27,3 +27,21 @@ def make_math_distill(
     from llm_cmdp_env.wrappers import apply_constraint
 
     return apply_constraint(env, constraint, budget=budget, **(constraint_kwargs or {}))
+
+
+def make_math_distill_vector(
+    num_envs: int = 1,
+    constraint: str | None = None,
+    budget: float | None = None,
+    constraint_kwargs: dict[str, Any] | None = None,
+    **env_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """Build the native ``MathDistillVectorEnv`` wrapped by the named vector constraint stack."""
+    from llm_cmdp_env.envs.vector import MathDistillVectorEnv
+
+    venv: gym.vector.VectorEnv = MathDistillVectorEnv(num_envs=num_envs, **env_kwargs)
+    if constraint is None and budget is None and not constraint_kwargs:
+        return venv
+    from llm_cmdp_env.wrappers import apply_vector_constraint
+
+    return apply_vector_constraint(venv, constraint, budget=budget, **(constraint_kwargs or {}))

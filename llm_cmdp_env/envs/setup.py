@@ -1,0 +1,127 @@
+"""What the single and the vector env share: models, tokenizer, task, spaces, prompts and the final judge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from llm_cmdp_env.divergences import get_divergence
+from llm_cmdp_env.models import check_same_vocab, eos_token_ids, load_model, load_tokenizer, vocab_size
+from llm_cmdp_env.prompts import PromptFormatter
+from llm_cmdp_env.tasks import Problem, load_task
+from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class DistillSetup:
+    """Validated configuration and loaded models of a MathDistill environment.
+
+    Takes the env's keyword arguments (see :class:`~llm_cmdp_env.envs.math_distill.MathDistillEnv`).
+    """
+
+    def __init__(
+        self,
+        teacher: Any = "zoo:teacher",
+        student: Any = None,
+        dataset: Any = "arithmetic",
+        split: str = "train",
+        divergence: str = "teacher_nll",
+        max_new_tokens: int = 128,
+        max_prompt_tokens: int = 512,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+        prompt_template: str = "auto",
+        tokenizer: Any = None,
+        verify_timeout: float = DEFAULT_TIMEOUT,
+        format_reward: float = 0.0,
+    ) -> None:
+        self.divergence = get_divergence(divergence)
+        self.max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
+        self.max_prompt_tokens = _positive_int("max_prompt_tokens", max_prompt_tokens)
+        if not verify_timeout > 0:
+            raise ValueError(f"verify_timeout must be > 0 seconds, got {verify_timeout!r}")
+        self.verify_timeout = float(verify_timeout)
+        self.format_reward = float(format_reward)
+        self.device = torch.device(device)
+
+        self.task = load_task(dataset, split)
+        self.teacher = load_model(teacher, self.device, dtype)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher)
+        self.student = load_model(student, self.device, dtype) if student is not None else None
+        self.vocab_size = vocab_size(self.teacher)
+        if self.student is not None:
+            check_same_vocab(self.teacher, self.student)
+        if len(self.tokenizer) > self.vocab_size:
+            raise ValueError(
+                f"tokenizer has {len(self.tokenizer)} tokens but the teacher's vocabulary has {self.vocab_size}"
+            )
+        self.eos_ids = eos_token_ids(self.teacher, self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else min(self.eos_ids))
+        self.prompts = PromptFormatter(self.tokenizer, prompt_template)
+        self.obs_length = self.max_prompt_tokens + self.max_new_tokens
+        self.observation_space = spaces.Dict(
+            {
+                "input_ids": spaces.Box(0, self.vocab_size - 1, (self.obs_length,), np.int64),
+                "attention_mask": spaces.Box(0, 1, (self.obs_length,), np.int64),
+            }
+        )
+        self.action_space = spaces.Discrete(self.vocab_size)
+
+    @property
+    def uses_student_model(self) -> bool:
+        """True when the env itself runs the student (a student-dependent divergence and a student model)."""
+        return self.student is not None and self.divergence.needs_student
+
+    def missing_student_message(self) -> str:
+        return (
+            f"divergence {self.divergence.name!r} needs the acting student's distribution: pass "
+            "student=<the model your policy is> to the env, or step with "
+            "TokenAction(token, logprobs=...) carrying the policy's log-probs"
+        )
+
+    def encode_problem(self, problem: Problem) -> list[int]:
+        """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
+        ids = self.prompts.encode(problem.question)
+        if len(ids) > self.max_prompt_tokens:
+            raise ValueError(
+                f"prompt of problem {problem.index} ({problem.source}) has {len(ids)} tokens, more than "
+                f"max_prompt_tokens={self.max_prompt_tokens}; raise max_prompt_tokens"
+            )
+        return ids
+
+    def pick_problem(self, option: Any, rng: np.random.Generator) -> Problem:
+        """The problem for a reset: ``option`` (a Problem or an index) or one drawn with ``rng``."""
+        if option is None:
+            return self.task.sample(rng)
+        if isinstance(option, (int, np.integer)) and not isinstance(option, bool):
+            return self.task[int(option)]
+        if isinstance(option, Problem):
+            return option
+        raise TypeError(f"options['problem'] must be a Problem or an int index, got {type(option).__name__}")
+
+    def judge(self, problem: Problem, generated: list[int]) -> tuple[float, dict[str, Any]]:
+        """Final reward and the end-of-episode info entries for a finished completion."""
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        verdict = check_answer(text, problem.answer, timeout=self.verify_timeout)
+        task_reward = 1.0 if verdict.correct else 0.0
+        fmt = self.format_reward if (self.format_reward and "####" in text) else 0.0
+        info = {
+            "task_reward": task_reward,
+            "format_reward": fmt,
+            "correct": verdict.correct,
+            "extracted_answer": verdict.extracted,
+            "reference": problem.answer,
+            "verdict": verdict.reason,
+            "completion": text,
+            "length": len(generated),
+        }
+        return task_reward + fmt, info

@@ -1,0 +1,230 @@
+"""``gym.make_vec("MathDistill-v0", num_envs=N)``: N episodes stepped with one batched teacher forward.
+
+Same numbers as N single envs seeded ``seed + i`` (Gymnasium's convention), same NEXT_STEP autoreset
+semantics as :class:`gymnasium.vector.SyncVectorEnv`: the step after sub-env i ends ignores its action,
+resets it, and returns the reset observation with reward 0, ``terminated = truncated = False`` and the
+reset info (no ``cost``: ``infos["_cost"][i]`` is False, ``infos["cost"][i]`` is 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from llm_cmdp_env.actions import parse_vector_action
+from llm_cmdp_env.batched_scoring import BatchedScorer
+from llm_cmdp_env.divergences import divergence_cost
+from llm_cmdp_env.envs.setup import DistillSetup
+from llm_cmdp_env.tasks import Problem
+
+
+class MathDistillVectorEnv(VectorEnv):
+    """Native batched version of :class:`~llm_cmdp_env.envs.math_distill.MathDistillEnv`.
+
+    Parameters
+    ----------
+    num_envs : int
+        Number of parallel episodes (rows of the batched forward).
+    **kwargs
+        The single env's keyword arguments (``teacher``, ``student``, ``dataset``, ``divergence``, ...).
+
+    Actions are an int array ``[N]`` or a :class:`~llm_cmdp_env.actions.VectorTokenAction` carrying the
+    policy's log-probs. ``reset(options={"problems": [...]})`` sets each row's problem (Problem or index);
+    ``options={"reset_mask": mask}`` resets only the masked rows.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be 'ansi' or None for the vector env, got {render_mode!r}")
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.setup = su = DistillSetup(**kwargs)
+        self.tokenizer = su.tokenizer
+        self.single_observation_space = su.observation_space
+        self.single_action_space = su.action_space
+        self.observation_space = batch_space(su.observation_space, self.num_envs)
+        self.action_space = batch_space(su.action_space, self.num_envs)
+        n, length = self.num_envs, su.obs_length
+        self._teacher = BatchedScorer(su.teacher, n, pad_id=su.pad_id)
+        self._student = BatchedScorer(su.student, n, pad_id=su.pad_id) if su.uses_student_model else None
+        self._ids = np.full((n, length), su.pad_id, dtype=np.int64)
+        self._mask = np.zeros((n, length), dtype=np.int64)
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self.problems: list[Problem | None] = [None] * n
+        self.prompt_ids: list[list[int]] = [[] for _ in range(n)]
+        self.generated: list[list[int]] = [[] for _ in range(n)]
+        self._autoreset = np.zeros(n, dtype=bool)
+        self._started = False
+        self._eos = np.array(sorted(su.eos_ids), dtype=np.int64)
+
+    # ------------------------------------------------------------------ reset
+    def _rng(self, i: int) -> np.random.Generator:
+        if self._rngs[i] is None:
+            self._rngs[i], _ = seeding.np_random(None)
+        return self._rngs[i]
+
+    def _start_rows(self, rows: list[int], problem_opts: list[Any], infos: dict[str, Any]) -> dict[str, Any]:
+        """New episodes in ``rows``; adds their reset infos to ``infos`` (gymnasium's batching)."""
+        su = self.setup
+        prompts = []
+        for i, opt in zip(rows, problem_opts):
+            problem = su.pick_problem(opt, self._rng(i))
+            ids = su.encode_problem(problem)
+            self.problems[i], self.prompt_ids[i], self.generated[i] = problem, ids, []
+            prompts.append(ids)
+            self._ids[i] = su.pad_id
+            self._mask[i] = 0
+            self._ids[i, : len(ids)] = ids
+            self._mask[i, : len(ids)] = 1
+            info = {"question": problem.question, "reference": problem.answer,
+                    "problem_index": problem.index, "prompt_length": len(ids)}
+            infos = self._add_info(infos, info, i)
+        self._teacher.reset_rows(rows, prompts)
+        if self._student is not None:
+            self._student.reset_rows(rows, prompts)
+        return infos
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset all rows (or those in ``options["reset_mask"]``); row i is seeded ``seed + i``."""
+        super().reset(seed=seed)  # seeds self.np_random, as VectorEnv does
+        n = self.num_envs
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"options['reset_mask'] must have shape ({n},), got {mask.shape}")
+        if not self._started and not mask.all():
+            raise ValueError("the first reset must reset every sub-env")
+        if seed is None:
+            seeds: list[int | None] = [None] * n
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed must be an int or a list of {n} seeds, got {len(seeds)}")
+        for i in range(n):
+            if mask[i] and seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        problems = options.pop("problems", None)
+        if problems is not None and len(problems) != n:
+            raise ValueError(f"options['problems'] must have {n} entries (Problem, index or None)")
+        rows = [i for i in range(n) if mask[i]]
+        if self._started:
+            self._release([i for i in rows if not self._autoreset[i]])
+        infos = self._start_rows(rows, [problems[i] if problems is not None else None for i in rows], {})
+        self._autoreset[rows] = False
+        self._started = True
+        return self._obs(), infos
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self._ids.copy(), "attention_mask": self._mask.copy()}
+
+    def _release(self, rows: list[int]) -> None:
+        self._teacher.release_rows(rows)
+        if self._student is not None:
+            self._student.release_rows(rows)
+
+    # ------------------------------------------------------------------ step
+    def _costs(
+        self, rows: np.ndarray, tokens: np.ndarray, logprobs: Any, logprob: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        su = self.setup
+        assert self._teacher.logp is not None
+        dev = self._teacher.logp.device
+        idx = torch.as_tensor(rows, device=dev)
+        t_logp = self._teacher.logp[idx]
+        acts = torch.as_tensor(tokens[rows], device=dev)
+        s_full = s_tok = None
+        if su.divergence.needs_student:
+            if logprobs is not None:
+                s_full = torch.as_tensor(np.asarray(logprobs) if not isinstance(logprobs, torch.Tensor)
+                                         else logprobs, device=dev).float()
+                if s_full.shape != (self.num_envs, su.vocab_size):
+                    raise ValueError(f"logprobs must have shape ({self.num_envs}, {su.vocab_size}), "
+                                     f"got {tuple(s_full.shape)}")
+                s_full = s_full[idx]
+            elif logprob is not None and not su.divergence.needs_full_student:
+                s_tok = torch.as_tensor(np.asarray(logprob) if not isinstance(logprob, torch.Tensor)
+                                        else logprob, device=dev).float().view(-1)[idx]
+            elif self._student is not None:
+                assert self._student.logp is not None
+                s_full = self._student.logp[idx]
+            else:
+                raise ValueError(su.missing_student_message())
+        cost = divergence_cost(su.divergence.name, t_logp, acts, s_full, s_tok)
+        t_tok = t_logp.gather(-1, acts[:, None])[:, 0]
+        return cost.double().cpu().numpy(), t_tok.double().cpu().numpy()
+
+    def step(self, actions: Any):
+        """Advance every row by one token (rows that ended last step are reset instead)."""
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        su, n = self.setup, self.num_envs
+        tokens, logprobs, logprob = parse_vector_action(actions, n, su.vocab_size)
+        resetting = self._autoreset.copy()
+        active = ~resetting
+        rows = np.nonzero(active)[0]
+        rewards = np.zeros(n, dtype=np.float64)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        cost = np.zeros(n, dtype=np.float64)
+        t_tok = np.zeros(n, dtype=np.float64)
+        if len(rows):
+            cost[rows], t_tok[rows] = self._costs(rows, tokens, logprobs, logprob)
+            for i in rows:
+                tok = int(tokens[i])
+                pos = len(self.prompt_ids[i]) + len(self.generated[i])
+                self.generated[i].append(tok)
+                self._ids[i, pos] = tok
+                self._mask[i, pos] = 1
+            terminated[rows] = np.isin(tokens[rows], self._eos)
+            lengths = np.array([len(self.generated[i]) for i in rows])
+            truncated[rows] = ~terminated[rows] & (lengths >= su.max_new_tokens)
+        done = terminated | truncated
+        continuing = torch.as_tensor(active & ~done)
+        tok_t = torch.as_tensor(tokens)
+        self._teacher.step(tok_t, continuing)
+        if self._student is not None:
+            self._student.step(tok_t, continuing)
+
+        infos: dict[str, Any] = {
+            "cost": cost, "_cost": active.copy(),
+            "task_reward": np.zeros(n, dtype=np.float64), "_task_reward": active.copy(),
+            "teacher_logprob": t_tok, "_teacher_logprob": active.copy(),
+        }
+        finished = [int(i) for i in np.nonzero(done)[0]]
+        self._release(finished)
+        for i in finished:
+            problem = self.problems[i]
+            assert problem is not None
+            rewards[i], final = su.judge(problem, self.generated[i])
+            infos = self._add_info(infos, final, i)
+        obs_reset_rows = [int(i) for i in np.nonzero(resetting)[0]]
+        if obs_reset_rows:
+            infos = self._start_rows(obs_reset_rows, [None] * len(obs_reset_rows), infos)
+        self._autoreset = done
+        return self._obs(), rewards, terminated, truncated, infos
+
+    def render(self) -> list[str] | None:
+        """Each row's prompt and completion as text (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        dec = self.tokenizer.decode
+        return [dec(p, skip_special_tokens=True) + dec(g, skip_special_tokens=True)
+                for p, g in zip(self.prompt_ids, self.generated)]
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Free the caches."""
+        for scorer in (self._teacher, self._student):
+            if scorer is not None:
+                scorer.cache, scorer.logp = None, None
+        self._started = False
