@@ -124,7 +124,9 @@ def replay(
     """Score all completions in one batch, then step each episode through ``env``'s wrapper stack.
 
     A completion that stops before EOS and before ``max_new_tokens`` leaves its episode unfinished: that
-    is an error (its reward would be undefined). ``keep_infos=True`` also keeps every step's info.
+    is an error (its reward would be undefined). A wrapper that ends the episode early (e.g. a budget
+    wrapper with ``terminate_on_violation``) cuts the replay there: ``Episode.tokens`` holds the tokens
+    actually stepped. ``keep_infos=True`` also keeps every step's info.
     """
     base = _base(env)
     for i, c in enumerate(completions):
@@ -151,5 +153,8 @@ def replay(
             rewards[t], costs[t] = r, info["cost"]
             if keep_infos:
                 infos.append(info)
-        episodes.append(Episode(problem, pre["tokens"].tolist(), rewards, costs, term, trunc, info, infos))
+            if term or trunc:  # a wrapper may end the episode early (e.g. terminate_on_violation)
+                rewards, costs, n = rewards[: t + 1], costs[: t + 1], t + 1
+                break
+        episodes.append(Episode(problem, pre["tokens"][:n].tolist(), rewards, costs, term, trunc, info, infos))
     return episodes

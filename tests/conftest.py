@@ -61,3 +61,9 @@ def tiny_dir(tmp_path_factory):
 def tiny_env_kwargs(tiny_dir):
     """Keyword arguments for a fast MathDistillEnv on the tiny random models."""
     return {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 12, "max_prompt_tokens": 160}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_logs_in_tmp(tmp_path_factory):
+    """stable-baselines3 writes a log folder per run; keep them inside pytest's temp dir."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))

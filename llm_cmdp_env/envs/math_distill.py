@@ -60,6 +60,9 @@ class MathDistillEnv(gym.Env):
     format_reward : float
         Added to the reward (and reported as ``info["format_reward"]``) when the completion states its
         answer on a ``#### N`` line; 0 by default.
+    model_kwargs : dict, optional
+        Extra ``from_pretrained`` arguments for teacher, student and tokenizer loaded by name (e.g.
+        ``{"gguf_file": "model.Q4_1.gguf"}``).
     render_mode : str, optional
         ``"ansi"`` (``render()`` returns the text) or ``"human"`` (prints it).
     """
@@ -81,6 +84,7 @@ class MathDistillEnv(gym.Env):
         tokenizer: Any = None,
         verify_timeout: float = DEFAULT_TIMEOUT,
         format_reward: float = 0.0,
+        model_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -90,7 +94,7 @@ class MathDistillEnv(gym.Env):
             teacher=teacher, student=student, dataset=dataset, split=split, divergence=divergence,
             max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, device=device, dtype=dtype,
             prompt_template=prompt_template, tokenizer=tokenizer, verify_timeout=verify_timeout,
-            format_reward=format_reward,
+            format_reward=format_reward, model_kwargs=model_kwargs,
         )
         su = self.setup
         self.task, self.teacher, self.student, self.tokenizer = su.task, su.teacher, su.student, su.tokenizer

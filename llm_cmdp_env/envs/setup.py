@@ -42,6 +42,7 @@ class DistillSetup:
         tokenizer: Any = None,
         verify_timeout: float = DEFAULT_TIMEOUT,
         format_reward: float = 0.0,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.divergence = get_divergence(divergence)
         self.max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
@@ -53,9 +54,10 @@ class DistillSetup:
         self.device = torch.device(device)
 
         self.task = load_task(dataset, split)
-        self.teacher = load_model(teacher, self.device, dtype)
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher)
-        self.student = load_model(student, self.device, dtype) if student is not None else None
+        mk = dict(model_kwargs or {})
+        self.teacher = load_model(teacher, self.device, dtype, **mk)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher, **mk)
+        self.student = load_model(student, self.device, dtype, **mk) if student is not None else None
         self.vocab_size = vocab_size(self.teacher)
         if self.student is not None:
             check_same_vocab(self.teacher, self.student)

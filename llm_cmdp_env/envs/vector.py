@@ -49,6 +49,8 @@ class MathDistillVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.setup = su = DistillSetup(**kwargs)
         self.tokenizer = su.tokenizer
+        self.max_new_tokens = su.max_new_tokens
+        self.max_prompt_tokens = su.max_prompt_tokens
         self.single_observation_space = su.observation_space
         self.single_action_space = su.action_space
         self.observation_space = batch_space(su.observation_space, self.num_envs)

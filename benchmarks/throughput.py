@@ -1,0 +1,298 @@
+"""Throughput of MathDistill-v0 against the physical limit: the teacher's own forward pass.
+
+Every ratio is measured with both sides in the same run, on the same model and thread settings:
+
+1. raw_step   the teacher's KV-cached one-token forward (tokens/s) at batch 1, 8, 32, 128
+2. env_step   native vector env steps x num_envs per second at the same batches; ratio env/raw
+3. fast_path  replay of whole completions through a wrapper stack (tokens/s) vs one raw full forward
+4. naive      per-step re-encoding of the whole prefix (an env without a cache) vs ours, episode of 256
+5. growth     per-token cost of the vector env at episode lengths 64, 256, 1024
+
+Run ``python benchmarks/throughput.py [--quick] --json PATH``; prints a table and writes JSON with
+``env_vs_raw`` (batch -> ratio), ``fast_vs_raw``, ``ours_vs_naive_256``, ``growth_1024_over_64`` for the
+shipped teacher at top level, and the same for every model under ``models``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
+from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
+from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
+from llm_cmdp_env.hf_compat import cache_kwargs, output_cache  # noqa: E402
+from llm_cmdp_env.models import load_model, load_tokenizer  # noqa: E402
+
+
+def _timeit(fn, repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` runs (after the caller's warm-up)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _tokens(rng: np.random.Generator, shape, vocab: int, eos: set[int]) -> np.ndarray:
+    """Random token ids avoiding EOS (so episodes run to their length limit)."""
+    x = rng.integers(3, vocab, size=shape)
+    for e in eos:
+        x[x == e] = e + 1 if e + 1 < vocab else e - 1
+    return x
+
+
+@torch.inference_mode()
+def raw_step(model, batch: int, prompt_len: int, steps: int, device) -> float:
+    """Tokens/s of the bare model's cached one-token forward, context starting at ``prompt_len``."""
+    vocab = model.config.vocab_size
+    ids = torch.randint(3, vocab, (batch, prompt_len), device=device)
+    toks = torch.randint(3, vocab, (steps + 2, batch, 1), device=device)
+
+    def run(n: int) -> None:
+        out = model(input_ids=ids, use_cache=True)
+        cache = output_cache(out)
+        for i in range(n):
+            out = model(input_ids=toks[i], use_cache=True, **cache_kwargs(model, cache))
+            cache = output_cache(out)
+            torch.log_softmax(out.logits[:, -1].float(), -1)  # the env needs log-probs too
+        _sync(device)
+
+    run(2)
+    # time only the decode steps: subtract the prefill
+    t_prefill = _timeit(lambda: run(0), 2)
+    t_total = _timeit(lambda: run(steps), 2)
+    return batch * steps / max(t_total - t_prefill, 1e-9)
+
+
+def env_step(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int) -> tuple[float, int]:
+    """Vector-env tokens/s (steps x num_envs per second) over ``steps`` steps; also the prompt width."""
+    venv = MathDistillVectorEnv(batch, max_new_tokens=steps + 4, **kwargs)
+    rng = np.random.default_rng(0)
+    acts = _tokens(rng, (steps + 2, batch), min(vocab, len(venv.tokenizer)), eos)
+
+    def run(n: int) -> None:
+        venv.reset(seed=0)
+        for i in range(n):
+            venv.step(acts[i])
+        _sync(venv.setup.device)
+
+    run(2)
+    t_reset = _timeit(lambda: run(0), 2)
+    t_total = _timeit(lambda: run(steps), 2)
+    venv.reset(seed=0)
+    width = venv._teacher.cache_length
+    return batch * steps / max(t_total - t_reset, 1e-9), width
+
+
+def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) -> dict:
+    """Replay tokens/s through a wrapper stack vs one raw full forward of the same batch."""
+    from llm_cmdp_env.wrappers import apply_constraint
+
+    env = apply_constraint(MathDistillEnv(max_new_tokens=length, **kwargs), "budget", budget=50.0)
+    env.reset(seed=0)
+    problems = sample_problems(env, batch)
+    rng = np.random.default_rng(1)
+    comps = _tokens(rng, (batch, length), min(vocab, len(env.unwrapped.tokenizer)), eos).tolist()
+    replay(env, problems, comps)  # warm-up
+    t_fast = _timeit(lambda: replay(env, problems, comps), 2)
+    teacher = env.unwrapped.teacher
+    width = max(len(env.unwrapped.encode_problem(p)) for p in problems) + length
+    ids = torch.randint(3, teacher.config.vocab_size, (batch, width), device=env.unwrapped.setup.device)
+
+    @torch.inference_mode()
+    def raw() -> None:
+        teacher(input_ids=ids, use_cache=False)
+        _sync(env.unwrapped.setup.device)
+
+    raw()
+    t_raw = _timeit(raw, 2)
+    n = batch * length
+    return {"fast_tokens_per_s": n / t_fast, "raw_tokens_per_s": n / t_raw, "ratio": t_raw / t_fast}
+
+
+def naive_vs_ours(kwargs: dict, length: int, eos: set[int], vocab: int) -> dict:
+    """One episode of ``length`` tokens: our cached single env vs re-encoding the prefix every step."""
+    env = MathDistillEnv(max_new_tokens=length, **kwargs)
+    rng = np.random.default_rng(2)
+    acts = _tokens(rng, (length,), min(vocab, len(env.tokenizer)), eos).tolist()
+
+    def ours() -> None:
+        env.reset(seed=0)
+        for a in acts:
+            env.step(a)
+
+    teacher = env.teacher
+    env.reset(seed=0)
+    prompt = list(env.prompt_ids)
+
+    @torch.inference_mode()
+    def naive() -> None:
+        seq = list(prompt)
+        for a in acts:
+            ids = torch.tensor([seq], device=env.setup.device)
+            torch.log_softmax(teacher(input_ids=ids, use_cache=False).logits[0, -1].float(), -1)
+            seq.append(a)
+        _sync(env.setup.device)
+
+    ours()
+    t_ours = _timeit(ours, 1)
+    t_naive = _timeit(naive, 1)
+    return {"ours_tokens_per_s": length / t_ours, "naive_tokens_per_s": length / t_naive,
+            "ratio": t_naive / t_ours}
+
+
+def growth(kwargs: dict, batch: int, lengths: list[int], eos: set[int], vocab: int) -> dict:
+    """Seconds per token of the vector env over whole episodes of each length."""
+    out = {}
+    for length in lengths:
+        venv = MathDistillVectorEnv(batch, max_new_tokens=length, **kwargs)
+        rng = np.random.default_rng(3)
+        acts = _tokens(rng, (length, batch), min(vocab, len(venv.tokenizer)), eos)
+        venv.reset(seed=0)
+        for i in range(min(4, length)):
+            venv.step(acts[i])
+
+        def run(venv=venv, acts=acts, length=length) -> None:
+            venv.reset(seed=0)
+            for i in range(length):
+                venv.step(acts[i])
+            _sync(venv.setup.device)
+
+        out[length] = _timeit(run, 1) / (batch * length)
+    return out
+
+
+def realistic_gpt2(vocab: int, device, dtype) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 small shape (12 layers x 768) with a 32k vocabulary."""
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=vocab, n_positions=2048, n_embd=768, n_layer=12, n_head=12,
+                     bos_token_id=0, eos_token_id=0)
+    return load_model(GPT2LMHeadModel(cfg), device, dtype)
+
+
+def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
+    teacher = kwargs["teacher"]
+    vocab = teacher.config.vocab_size
+    eos = set(kwargs["tokenizer"].all_special_ids) | {0}
+    device = next(teacher.parameters()).device
+    big = name != "shipped"
+    batches = [1, 8, 32] if (quick and big) else [1, 8, 32, 128]
+    steps = (8 if big else 24) if quick else (24 if big else 64)
+    res: dict = {"raw_step": {}, "env_step": {}, "env_vs_raw": {}}
+    for b in batches:
+        env_tps, width = env_step(kwargs, b, steps, eos, vocab)
+        raw_tps = raw_step(teacher, b, width, steps, device)
+        res["raw_step"][b], res["env_step"][b] = raw_tps, env_tps
+        res["env_vs_raw"][b] = env_tps / raw_tps
+        bar.update(1)
+    fb, fl = (8, 64) if quick else (32, 128)
+    res["fast_path"] = fast_path(kwargs, fb, fl, eos, vocab)
+    res["fast_vs_raw"] = res["fast_path"]["ratio"]
+    bar.update(1)
+    res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
+        kwargs, 128, eos, vocab)
+    res["ours_vs_naive_256"] = res["naive"]["ratio"]
+    bar.update(1)
+    max_len = teacher.config.n_positions - kwargs.get("max_prompt_tokens", 256)
+    lengths = [64, 256, 1024]
+    if quick and big:
+        lengths = [64, 256]
+    lengths = [length for length in lengths if length <= max_len]
+    res["growth_seconds_per_token"] = growth(kwargs, 8 if not quick else 4, lengths, eos, vocab)
+    g = res["growth_seconds_per_token"]
+    res["growth_1024_over_64"] = g[1024] / g[64] if 1024 in g else None
+    res["growth_longest_over_64"] = {"length": max(g), "ratio": g[max(g)] / g[64]}
+    bar.update(1)
+    return res
+
+
+def print_table(results: dict) -> None:
+    for name, res in results.items():
+        print(f"\n== {name} ==")
+        print(f"{'batch':>6} {'raw tok/s':>12} {'env tok/s':>12} {'env/raw':>8}")
+        for b in res["raw_step"]:
+            print(f"{b:>6} {res['raw_step'][b]:>12.0f} {res['env_step'][b]:>12.0f} {res['env_vs_raw'][b]:>8.3f}")
+        fp = res["fast_path"]
+        print(f"fast path: {fp['fast_tokens_per_s']:.0f} tok/s vs raw full forward {fp['raw_tokens_per_s']:.0f} "
+              f"tok/s -> {fp['ratio']:.3f}")
+        nv = res["naive"]
+        print(f"ours vs naive re-encode: {nv['ours_tokens_per_s']:.0f} vs {nv['naive_tokens_per_s']:.0f} tok/s "
+              f"-> {nv['ratio']:.1f}x")
+        g = res["growth_seconds_per_token"]
+        print("per-token cost by episode length: " + ", ".join(f"{k}: {v * 1e6:.0f} us" for k, v in g.items()))
+        print(f"growth (longest {res['growth_longest_over_64']['length']} / 64): "
+              f"{res['growth_longest_over_64']['ratio']:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer steps and sizes (under 3 minutes on 2 cores)")
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, help="e.g. bfloat16 on a GPU")
+    p.add_argument("--models", default="shipped,gpt2-12x768", help="comma-separated: shipped, gpt2-12x768")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    tok = load_tokenizer("zoo:teacher")
+    common = {"tokenizer": tok, "device": device, "max_prompt_tokens": 256}
+    models = {}
+    for name in args.models.split(","):
+        if name == "shipped":
+            models[name] = load_model("zoo:teacher", device, args.dtype)
+        elif name == "gpt2-12x768":
+            models[name] = realistic_gpt2(32768, device, args.dtype)
+        else:
+            p.error(f"unknown model {name!r}: expected shipped or gpt2-12x768")
+    results = {}
+    start = time.perf_counter()
+    with tqdm(total=7 * len(models), desc="throughput", file=sys.stderr) as bar:
+        for name, model in models.items():
+            results[name] = bench_model(name, {**common, "teacher": model}, args.quick, bar)
+    print_table(results)
+    primary = results.get("shipped") or next(iter(results.values()))
+    out = {
+        "env_vs_raw": primary["env_vs_raw"],
+        "fast_vs_raw": primary["fast_vs_raw"],
+        "ours_vs_naive_256": primary["ours_vs_naive_256"],
+        "growth_1024_over_64": primary["growth_1024_over_64"],
+        "models": results,
+        "quick": args.quick,
+        "seconds": time.perf_counter() - start,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "device": str(device), "dtype": args.dtype or "model default",
+                    "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+                    "torch": torch.__version__},
+    }
+    print(f"\ntotal {out['seconds']:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

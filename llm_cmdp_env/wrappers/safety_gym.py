@@ -1,0 +1,106 @@
+"""Interop with Safety-Gymnasium's 6-tuple ``step`` API, both ways.
+
+Safety-Gymnasium learners (and OmniSafe) expect ``step -> (obs, reward, cost, terminated, truncated,
+info)``; this project's convention is Gymnasium's 5-tuple with the cost in ``info["cost"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import VectorEnv, VectorWrapper
+
+from llm_cmdp_env.wrappers._common import (
+    check_next_step_autoreset,
+    copy_options,
+    reset_mask_of,
+    step_cost,
+    vector_costs,
+)
+
+__all__ = [
+    "CostInfoWrapper",
+    "SafetyGymnasiumStepWrapper",
+    "VectorCostInfoWrapper",
+    "VectorSafetyGymnasiumStepWrapper",
+]
+
+
+class SafetyGymnasiumStepWrapper(gym.Wrapper):
+    """View an env with ``info["cost"]`` through Safety-Gymnasium's 6-tuple ``step``.
+
+    ``step(action) -> (obs, reward, cost, terminated, truncated, info)`` with ``cost = info["cost"]``
+    (a float; ``info`` is left as it is, ``"cost"`` included). ``reset`` is unchanged. Undo with
+    :class:`CostInfoWrapper`.
+    """
+
+    def step(self, action: Any) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
+        """Step the env and return the 6-tuple."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = step_cost(info, type(self).__name__)
+        return obs, reward, cost, terminated, truncated, info
+
+
+class CostInfoWrapper(gym.Wrapper):
+    """Turn a Safety-Gymnasium 6-tuple env back into a Gymnasium 5-tuple env with ``info["cost"]``.
+
+    ``step(action) -> (obs, reward, terminated, truncated, info)`` with ``info["cost"] = cost`` (the
+    6-tuple's cost wins over any ``"cost"`` already in ``info``). Any constraint wrapper of this package
+    can then go on top of a Safety-Gymnasium task.
+    """
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        """Step the 6-tuple env and return the 5-tuple."""
+        result = self.env.step(action)
+        if len(result) != 6:
+            raise ValueError(
+                f"CostInfoWrapper wraps envs whose step returns 6 values (obs, reward, cost, terminated, "
+                f"truncated, info), got {len(result)}"
+            )
+        obs, reward, cost, terminated, truncated, info = result
+        info = dict(info)
+        info["cost"] = float(cost)
+        return obs, reward, terminated, truncated, info
+
+
+class VectorSafetyGymnasiumStepWrapper(VectorWrapper):
+    """Vector 6-tuple view: ``step -> (obs, rewards, costs, terminations, truncations, infos)``.
+
+    ``costs`` is ``infos["cost"]`` where its mask is set and 0 on the NEXT_STEP autoreset step.
+    """
+
+    def __init__(self, env: VectorEnv) -> None:
+        super().__init__(env)
+        check_next_step_autoreset(env, type(self).__name__)
+        self._prev_dones = np.zeros(self.num_envs, dtype=np.bool_)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset the sub-envs."""
+        mask = reset_mask_of(options, self.num_envs)
+        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
+        self._prev_dones[mask] = False
+        return obs, infos
+
+    def step(self, actions: Any):  # type: ignore[override]
+        """Step all sub-envs and return the 6-tuple."""
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        costs = vector_costs(infos, ~self._prev_dones, type(self).__name__)
+        self._prev_dones = np.logical_or(terminations, truncations)
+        return obs, rewards, costs, terminations, truncations, infos
+
+
+class VectorCostInfoWrapper(VectorWrapper):
+    """Turn a vector 6-tuple env into a 5-tuple one with ``infos["cost"]`` (mask set for every sub-env)."""
+
+    def step(self, actions: Any):
+        """Step the 6-tuple vector env and return the 5-tuple."""
+        result = self.env.step(actions)
+        if len(result) != 6:
+            raise ValueError(f"VectorCostInfoWrapper wraps 6-tuple vector envs, got a {len(result)}-tuple")
+        obs, rewards, costs, terminations, truncations, infos = result
+        infos = dict(infos)
+        infos["cost"] = np.asarray(costs, dtype=np.float64)
+        infos["_cost"] = np.ones(self.num_envs, dtype=np.bool_)
+        return obs, rewards, terminations, truncations, infos
