@@ -34,6 +34,7 @@ from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
 from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
 from llm_cmdp_env.hf_compat import cache_kwargs, output_cache  # noqa: E402
+from llm_cmdp_env.kv_cache import new_cache  # noqa: E402
 from llm_cmdp_env.models import load_model, load_tokenizer  # noqa: E402
 
 
@@ -61,14 +62,18 @@ def _tokens(rng: np.random.Generator, shape, vocab: int, eos: set[int]) -> np.nd
 
 
 @torch.inference_mode()
-def raw_step(model, batch: int, prompt_len: int, steps: int, device) -> float:
-    """Tokens/s of the bare model's cached one-token forward, context starting at ``prompt_len``."""
+def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: bool = True) -> float:
+    """Tokens/s of the bare model's cached one-token forward, context starting at ``prompt_len``.
+
+    ``growable=True`` uses the same in-place growing KV cache as the env (the fair physical limit);
+    ``False`` uses transformers' default ``DynamicCache`` (which copies the cache on every token)."""
     vocab = model.config.vocab_size
     ids = torch.randint(3, vocab, (batch, prompt_len), device=device)
     toks = torch.randint(3, vocab, (steps + 2, batch, 1), device=device)
 
     def run(n: int) -> None:
-        out = model(input_ids=ids, use_cache=True)
+        first = cache_kwargs(model, new_cache(model)) if growable else {}
+        out = model(input_ids=ids, use_cache=True, **first)
         cache = output_cache(out)
         for i in range(n):
             out = model(input_ids=toks[i], use_cache=True, **cache_kwargs(model, cache))
@@ -161,13 +166,16 @@ def naive_vs_ours(kwargs: dict, length: int, eos: set[int], vocab: int) -> dict:
 
 
 def growth(kwargs: dict, batch: int, lengths: list[int], eos: set[int], vocab: int) -> dict:
-    """Seconds per token of the vector env over whole episodes of each length."""
-    out = {}
+    """Seconds per token over whole episodes of each length: the vector env and the raw cached forward."""
+    out: dict = {"env": {}, "raw": {}}
+    teacher = kwargs["teacher"]
+    device = next(teacher.parameters()).device
     for length in lengths:
         venv = MathDistillVectorEnv(batch, max_new_tokens=length, **kwargs)
         rng = np.random.default_rng(3)
         acts = _tokens(rng, (length, batch), min(vocab, len(venv.tokenizer)), eos)
         venv.reset(seed=0)
+        width = venv._teacher.cache_length
         for i in range(min(4, length)):
             venv.step(acts[i])
 
@@ -177,7 +185,8 @@ def growth(kwargs: dict, batch: int, lengths: list[int], eos: set[int], vocab: i
                 venv.step(acts[i])
             _sync(venv.setup.device)
 
-        out[length] = _timeit(run, 1) / (batch * length)
+        out["env"][length] = _timeit(run, 1) / (batch * length)
+        out["raw"][length] = 1.0 / raw_step(teacher, batch, width, length, device)
     return out
 
 
@@ -198,10 +207,12 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
     batches = [1, 8, 32] if (quick and big) else [1, 8, 32, 128]
     steps = (8 if big else 24) if quick else (24 if big else 64)
     res: dict = {"raw_step": {}, "env_step": {}, "env_vs_raw": {}}
+    res["raw_step_dynamic_cache"] = {}
     for b in batches:
         env_tps, width = env_step(kwargs, b, steps, eos, vocab)
         raw_tps = raw_step(teacher, b, width, steps, device)
         res["raw_step"][b], res["env_step"][b] = raw_tps, env_tps
+        res["raw_step_dynamic_cache"][b] = raw_step(teacher, b, width, steps, device, growable=False)
         res["env_vs_raw"][b] = env_tps / raw_tps
         bar.update(1)
     fb, fl = (8, 64) if quick else (32, 128)
@@ -212,15 +223,16 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
         kwargs, 128, eos, vocab)
     res["ours_vs_naive_256"] = res["naive"]["ratio"]
     bar.update(1)
-    max_len = teacher.config.n_positions - kwargs.get("max_prompt_tokens", 256)
-    lengths = [64, 256, 1024]
-    if quick and big:
-        lengths = [64, 256]
-    lengths = [length for length in lengths if length <= max_len]
-    res["growth_seconds_per_token"] = growth(kwargs, 8 if not quick else 4, lengths, eos, vocab)
-    g = res["growth_seconds_per_token"]
+    max_len = teacher.config.n_positions - 96  # room for the prompt (arithmetic prompts are < 96 tokens)
+    lengths = [64, 256] if (quick and big) else [64, 256, 1024]
+    if max_len < lengths[-1]:  # the model's position table is too short: measure the longest that fits
+        lengths = [length for length in lengths if length <= max_len] + [max_len // 64 * 64]
+    gb = 1
+    res["growth_batch"] = gb
+    res["growth_seconds_per_token"] = growth(kwargs, gb, lengths, eos, vocab)
+    g, graw = res["growth_seconds_per_token"]["env"], res["growth_seconds_per_token"]["raw"]
     res["growth_1024_over_64"] = g[1024] / g[64] if 1024 in g else None
-    res["growth_longest_over_64"] = {"length": max(g), "ratio": g[max(g)] / g[64]}
+    res["growth_longest_over_64"] = {"length": max(g), "env": g[max(g)] / g[64], "raw": graw[max(g)] / graw[64]}
     bar.update(1)
     return res
 
@@ -228,9 +240,10 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
 def print_table(results: dict) -> None:
     for name, res in results.items():
         print(f"\n== {name} ==")
-        print(f"{'batch':>6} {'raw tok/s':>12} {'env tok/s':>12} {'env/raw':>8}")
+        print(f"{'batch':>6} {'raw tok/s':>12} {'env tok/s':>12} {'env/raw':>8} {'raw, HF DynamicCache':>22}")
         for b in res["raw_step"]:
-            print(f"{b:>6} {res['raw_step'][b]:>12.0f} {res['env_step'][b]:>12.0f} {res['env_vs_raw'][b]:>8.3f}")
+            print(f"{b:>6} {res['raw_step'][b]:>12.0f} {res['env_step'][b]:>12.0f} {res['env_vs_raw'][b]:>8.3f} "
+                  f"{res['raw_step_dynamic_cache'][b]:>22.0f}")
         fp = res["fast_path"]
         print(f"fast path: {fp['fast_tokens_per_s']:.0f} tok/s vs raw full forward {fp['raw_tokens_per_s']:.0f} "
               f"tok/s -> {fp['ratio']:.3f}")
@@ -238,9 +251,10 @@ def print_table(results: dict) -> None:
         print(f"ours vs naive re-encode: {nv['ours_tokens_per_s']:.0f} vs {nv['naive_tokens_per_s']:.0f} tok/s "
               f"-> {nv['ratio']:.1f}x")
         g = res["growth_seconds_per_token"]
-        print("per-token cost by episode length: " + ", ".join(f"{k}: {v * 1e6:.0f} us" for k, v in g.items()))
-        print(f"growth (longest {res['growth_longest_over_64']['length']} / 64): "
-              f"{res['growth_longest_over_64']['ratio']:.2f}x")
+        print(f"per-token cost by episode length (batch {res['growth_batch']}): " + ", ".join(
+            f"{k}: env {v * 1e6:.0f} us / raw {g['raw'][k] * 1e6:.0f} us" for k, v in g["env"].items()))
+        gl = res["growth_longest_over_64"]
+        print(f"growth {gl['length']} / 64 tokens: env {gl['env']:.2f}x, raw forward {gl['raw']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

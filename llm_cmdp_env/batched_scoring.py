@@ -23,6 +23,7 @@ from llm_cmdp_env.hf_compat import (
     output_cache,
     set_cache_layers,
 )
+from llm_cmdp_env.kv_cache import new_cache
 from llm_cmdp_env.scoring import model_device
 
 
@@ -50,7 +51,7 @@ class BatchedScorer:
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=True,
-            **cache_kwargs(self.model, cache),
+            **cache_kwargs(self.model, cache if cache is not None else new_cache(self.model)),
             **last_logits_kwargs(self.model),
         )
 

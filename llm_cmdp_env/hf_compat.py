@@ -45,7 +45,7 @@ def cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(cache, "layers"):
         out = []
         for layer in cache.layers:
-            if type(layer).__name__ != "DynamicLayer":
+            if type(layer).__name__ not in ("DynamicLayer", "GrowableLayer"):
                 raise NotImplementedError(
                     f"batched scoring supports full-attention KV caches only, found {type(layer).__name__}; "
                     "use gymnasium.vector.SyncVectorEnv over single envs for this model"
@@ -61,7 +61,10 @@ def set_cache_layers(cache: Any, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -
     """Replace a dynamic cache's tensors in place (inverse of :func:`cache_layers`)."""
     if hasattr(cache, "layers"):
         for layer, (k, v) in zip(cache.layers, kvs, strict=True):
-            layer.keys, layer.values = k, v
+            if hasattr(layer, "set_kv"):
+                layer.set_kv(k, v)
+            else:
+                layer.keys, layer.values = k, v
         return
     cache.key_cache[:] = [k for k, _ in kvs]
     cache.value_cache[:] = [v for _, v in kvs]

@@ -10,6 +10,7 @@ import torch
 from transformers import PreTrainedModel
 
 from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs, output_cache
+from llm_cmdp_env.kv_cache import new_cache
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -46,7 +47,7 @@ class IncrementalScorer:
             input_ids=input_ids,
             position_ids=position_ids,
             use_cache=True,
-            **cache_kwargs(self.model, self._cache),
+            **cache_kwargs(self.model, self._cache if self._cache is not None else new_cache(self.model)),
             **last_logits_kwargs(self.model),
         )
         self._cache = output_cache(out)

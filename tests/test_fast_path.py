@@ -93,3 +93,27 @@ def test_replay_rejects_unfinished_or_overlong(tiny_env_kwargs):
         replay(env, [p], [[5, eos, 6]])
     with pytest.raises(ValueError, match="1..12 tokens"):
         replay(env, [p], [[5] * 13])
+
+
+def test_replay_through_real_wrappers_equals_stepping(tiny_env_kwargs):
+    """Budget reward with termination on violation: the replay stops where the stack ends the episode."""
+    from llm_cmdp_env.wrappers import apply_constraint
+
+    env = apply_constraint(MathDistillEnv(**tiny_env_kwargs), "budget", budget=20.0,
+                           terminate_on_violation=True)
+    env.reset(seed=2)
+    problems = sample_problems(env, 4)
+    completions = _completions(env, 4, np.random.default_rng(2))
+    episodes = replay(env, problems, completions)
+    assert any(len(ep.tokens) < len(c) for ep, c in zip(episodes, completions))  # some violated early
+    for ep, problem in zip(episodes, problems):
+        env.reset(options={"problem": problem})
+        rewards, costs = [], []
+        for t in ep.tokens:
+            _, r, term, trunc, info = env.step(t)
+            rewards.append(r)
+            costs.append(info["cost"])
+        np.testing.assert_allclose(ep.rewards, rewards, atol=1e-5)
+        np.testing.assert_allclose(ep.costs, costs, atol=1e-5)
+        assert term or trunc
+        assert ep.final_info["episode"]["c"] == pytest.approx(info["episode"]["c"], abs=1e-4)
