@@ -1,0 +1,34 @@
+"""GPU checks (skipped without CUDA): scoring on the device, in bf16, matches the CPU within tolerance."""
+
+import numpy as np
+import pytest
+import torch
+
+from llm_cmdp_env.envs.math_distill import MathDistillEnv
+from llm_cmdp_env.envs.vector import MathDistillVectorEnv
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _costs(env, actions):
+    env.reset(seed=0)
+    return [env.step(a)[4]["cost"] for a in actions]
+
+
+def test_single_env_on_cuda_matches_cpu(tiny_env_kwargs):
+    actions = [5, 17, 33, 2]
+    cpu = _costs(MathDistillEnv(**tiny_env_kwargs), actions)
+    gpu = _costs(MathDistillEnv(**tiny_env_kwargs, device="cuda"), actions)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    bf16 = _costs(MathDistillEnv(**tiny_env_kwargs, device="cuda", dtype="bfloat16"), actions)
+    np.testing.assert_allclose(bf16, cpu, atol=0.1, rtol=0.05)
+
+
+def test_vector_env_on_cuda_matches_cpu(tiny_env_kwargs):
+    kw = {**tiny_env_kwargs, "max_new_tokens": 4}
+    a = np.array([5, 6, 7])
+    cpu, gpu = MathDistillVectorEnv(3, **kw), MathDistillVectorEnv(3, device="cuda", **kw)
+    cpu.reset(seed=1)
+    gpu.reset(seed=1)
+    for _ in range(6):
+        np.testing.assert_allclose(gpu.step(a)[4]["cost"], cpu.step(a)[4]["cost"], atol=1e-4)
