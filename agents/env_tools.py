@@ -1,0 +1,75 @@
+"""Helpers that look inside a wrapper stack: find a wrapper, save/restore every random generator and every
+learned multiplier (what an exact resume needs besides the model and optimiser)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, TypeVar
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["env_state", "find_wrapper", "load_env_state", "wrapper_chain"]
+
+W = TypeVar("W", bound=gym.Env)
+
+
+def wrapper_chain(env: gym.Env) -> list[gym.Env]:
+    """``[env, env.env, ..., env.unwrapped]``: every layer of a single-env wrapper stack, outermost first."""
+    chain = [env]
+    while isinstance(chain[-1], gym.Wrapper):
+        chain.append(chain[-1].env)
+    return chain
+
+
+def find_wrapper(env: gym.Env, cls: type[W]) -> W | None:
+    """The outermost layer of ``env`` that is an instance of ``cls``, or None."""
+    for layer in wrapper_chain(env):
+        if isinstance(layer, cls):
+            return layer
+    return None
+
+
+def _generators(env: gym.Env) -> dict[str, np.random.Generator]:
+    """Every numpy generator the stack draws from, keyed by layer index and attribute name."""
+    out = {}
+    for i, layer in enumerate(wrapper_chain(env)):
+        for attr in ("_np_random", "_rng"):
+            g = layer.__dict__.get(attr)
+            if isinstance(g, np.random.Generator):
+                out[f"{i}:{type(layer).__name__}.{attr}"] = g
+    return out
+
+
+def env_state(env: gym.Env) -> dict[str, Any]:
+    """Random-generator states and learned-multiplier states of a wrapper stack (plain picklable values)."""
+    rngs = {k: copy.deepcopy(g.bit_generator.state) for k, g in _generators(env).items()}
+    multipliers = {}
+    for i, layer in enumerate(wrapper_chain(env)):
+        if hasattr(layer, "multiplier") and hasattr(layer, "state_dict") and isinstance(layer, gym.Wrapper):
+            multipliers[f"{i}:{type(layer).__name__}"] = layer.state_dict()
+    return {"rngs": rngs, "multipliers": multipliers}
+
+
+def load_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    """Restore :func:`env_state` output into a stack built the same way (same layers, same order)."""
+    gens = _generators(env)
+    chain = wrapper_chain(env)
+    for key, st in state["rngs"].items():
+        if key in gens:
+            gens[key].bit_generator.state = st
+            continue
+        idx, rest = key.split(":", 1)
+        layer = chain[int(idx)]
+        attr = rest.split(".", 1)[1]
+        if f"{idx}:{type(layer).__name__}" != f"{idx}:{rest.split('.', 1)[0]}":
+            raise ValueError(f"saved generator {key!r} does not match the env stack layer {type(layer).__name__}")
+        g = np.random.default_rng()
+        g.bit_generator.state = st
+        setattr(layer, attr, g)
+    for key, st in state["multipliers"].items():
+        idx, name = key.split(":", 1)
+        layer = chain[int(idx)]
+        if type(layer).__name__ != name:
+            raise ValueError(f"saved multiplier of {name} does not match the env stack layer {type(layer).__name__}")
+        layer.load_state_dict(st)

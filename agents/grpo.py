@@ -1,0 +1,48 @@
+"""GRPO (Shao et al. 2024, DeepSeekMath): several completions per prompt, advantages normalised within each
+group of the same prompt, no critic."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from llm_cmdp_agents.losses import optimise, pad
+from llm_cmdp_agents.rollout import Rollout
+
+if TYPE_CHECKING:
+    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.trainer import TrainConfig
+
+__all__ = ["group_advantages", "grpo_update"]
+
+
+def group_advantages(returns: np.ndarray, groups: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    r"""Group-normalised advantages :math:`A_i = (R_i - \operatorname{mean}_g R) / (\operatorname{std}_g R +
+    \epsilon)` over the episodes ``i`` of each group ``g`` (population std). A group whose returns are all
+    equal gets advantage 0: it carries no signal about which completion is better."""
+    returns = np.asarray(returns, dtype=np.float64)
+    out = np.zeros_like(returns)
+    for g in np.unique(groups):
+        sel = groups == g
+        r = returns[sel]
+        out[sel] = (r - r.mean()) / (r.std() + eps)
+    return out
+
+
+def grpo_update(
+    policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator
+) -> dict[str, float]:
+    """One GRPO update: each episode's return (sum of the wrapper stack's rewards) is normalised within its
+    group, the advantage is given to every token of the episode, and the clipped surrogate is averaged per
+    sequence then over sequences (the DeepSeekMath normalisation). No value loss, no KL term (the divergence
+    from the teacher is the env's cost)."""
+    a = group_advantages(rollout.returns, rollout.groups)
+    adv = pad([np.full(len(c), a[i]) for i, c in enumerate(rollout.completions)])
+    stats = optimise(policy, optimizer, rollout, adv, returns=None, epochs=cfg.epochs,
+                     minibatch_size=cfg.minibatch_size, clip=cfg.clip, vf_coef=0.0, ent_coef=cfg.ent_coef,
+                     max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, per_sequence=True)
+    stats["group_return_std"] = float(np.mean([rollout.returns[rollout.groups == g].std()
+                                                for g in np.unique(rollout.groups)]))
+    return stats

@@ -1,0 +1,192 @@
+"""Batched KV-cached sampling from an :class:`~llm_cmdp_agents.policy.LLMPolicy`, with the log-probs attached.
+
+One prefill forward over the left-padded prompts, then one cached forward per generated token for the whole
+batch. Each sampled token comes with the policy's log-probability of it (what PPO/GRPO need as the "old"
+log-prob) and, when asked, the full next-token log-probabilities (what student-dependent divergences need),
+so neither the trainer nor the env has to run the student again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs, output_cache
+from llm_cmdp_env.kv_cache import new_cache
+
+if TYPE_CHECKING:
+    from llm_cmdp_agents.policy import LLMPolicy
+
+__all__ = ["Samples", "sample", "top_p_filter"]
+
+#: ``budget_step(tokens [B], logprobs [B, V], active [B]) -> z [B]``: called after each sampled token with
+#: the tokens and the policy's full log-probs; returns the budget state the next input is conditioned on.
+BudgetStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Samples:
+    """Completions sampled for a batch of prompts.
+
+    Attributes
+    ----------
+    completions : list of list of int
+        Token ids per row, ending with an EOS id or exactly ``max_new_tokens`` long (what the fast path needs).
+    token_logprobs : list of Tensor [T_i]
+        The policy's log-prob of each sampled token (float32, CPU).
+    full_logprobs : list of Tensor [T_i, V] or None
+        The policy's full next-token log-probs (only when asked for).
+    budget : list of Tensor [T_i] or None
+        The budget state each token was sampled under (Sauté conditioning), when a budget was given.
+    """
+
+    completions: list[list[int]]
+    token_logprobs: list[torch.Tensor]
+    full_logprobs: list[torch.Tensor] | None = None
+    budget: list[torch.Tensor] | None = field(default=None)
+
+
+def top_p_filter(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability reaches ``top_p`` (nucleus); others get ``-inf``.
+
+    The most likely token is always kept. ``top_p >= 1`` returns the input unchanged.
+    """
+    if top_p >= 1.0:
+        return logprobs
+    sorted_lp, order = torch.sort(logprobs, dim=-1, descending=True)
+    cum = sorted_lp.exp().cumsum(-1)
+    drop_sorted = (cum - sorted_lp.exp()) >= top_p  # mass before this token already reaches top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logprobs.masked_fill(drop, float("-inf"))
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty")
+        ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long, device=device)
+        mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def sample(
+    policy: LLMPolicy,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+    full_logprobs: bool = False,
+    budget0: torch.Tensor | None = None,
+    budget_step: BudgetStep | None = None,
+) -> Samples:
+    """Sample one completion per prompt.
+
+    Parameters
+    ----------
+    policy : LLMPolicy
+        The policy; its distribution is ``softmax(logits / temperature)``.
+    prompts : sequence of sequence of int
+        Prompt token ids (any lengths; left-padded internally with correct position ids).
+    max_new_tokens : int
+        Longest completion; a row that reaches it without EOS stops there (a truncated episode).
+    eos_ids : sequence of int
+        Tokens that end a completion (the env's ``eos_ids``).
+    pad_id : int
+        Padding token id.
+    temperature, top_p : float
+        Sampling temperature (part of the policy) and nucleus truncation (a sampling-only filter: the
+        attached log-probs are those of the untruncated policy, so ``top_p < 1`` samples slightly
+        off-policy).
+    greedy : bool
+        Take the arg-max token (evaluation).
+    generator : torch.Generator, optional
+        Random source (on the policy's device) so runs are reproducible and resumable.
+    full_logprobs : bool
+        Also return the full next-token log-probs (for ``reverse_kl``/``forward_kl`` costs).
+    budget0, budget_step
+        Sauté conditioning: the initial budget state ``[B]`` and the function that advances it after each
+        token (see :mod:`llm_cmdp_agents.saute`). Both or neither.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (use greedy=True for arg-max), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if (budget0 is None) != (budget_step is None):
+        raise ValueError("give both budget0 and budget_step (Sauté conditioning) or neither")
+    if budget0 is not None and not policy.budget_conditioned:
+        raise ValueError("budget0 given but the policy has no budget conditioning (budget_conditioning=False)")
+    device = policy.device
+    eos = torch.as_tensor(sorted(int(e) for e in eos_ids), device=device)
+    ids, mask = _left_pad(prompts, pad_id, device)
+    n = ids.shape[0]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    z = budget0.to(device).float() if budget0 is not None else None
+    lm = policy.lm
+    cache = new_cache(policy.hf_model)
+    with policy.autocast():
+        embeds = policy.input_embeddings(ids, None if z is None else z[:, None].expand_as(ids))
+        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
+                 **cache_kwargs(policy.hf_model, cache), **last_logits_kwargs(policy.hf_model))
+    cache = output_cache(out)
+    lengths = mask.sum(-1)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    tokens_out: list[torch.Tensor] = []
+    tok_lp_out: list[torch.Tensor] = []
+    full_out: list[torch.Tensor] = []
+    z_out: list[torch.Tensor] = []
+    steps = 0
+    for t in range(max_new_tokens):
+        logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        if greedy:
+            tok = logp.argmax(-1)
+        else:
+            probs = top_p_filter(logp, top_p).exp()
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        active = ~done
+        tokens_out.append(tok)
+        tok_lp_out.append(logp.gather(-1, tok[:, None]).squeeze(-1))
+        if full_logprobs:
+            full_out.append(logp.cpu())
+        if z is not None:
+            z_out.append(z.clone())
+        done = done | torch.isin(tok, eos)
+        steps = t + 1
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        if z is not None:
+            assert budget_step is not None
+            z = budget_step(tok, logp, active).to(device).float()
+        mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype, device=device)], dim=1)
+        with policy.autocast():
+            embeds = policy.input_embeddings(tok[:, None], None if z is None else z[:, None])
+            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=lengths[:, None], use_cache=True,
+                     **cache_kwargs(policy.hf_model, cache))
+        cache = output_cache(out)
+        lengths = lengths + 1
+    toks = torch.stack(tokens_out, 1).cpu()
+    lps = torch.stack(tok_lp_out, 1).cpu()
+    is_eos = torch.isin(toks, eos.cpu())
+    completions, token_lps, fulls, zs = [], [], [], []
+    full_t = torch.stack(full_out, 1) if full_logprobs else None
+    z_t = torch.stack(z_out, 1).cpu() if z_out else None
+    for i in range(n):
+        hits = is_eos[i].nonzero()
+        length = int(hits[0]) + 1 if len(hits) else steps
+        completions.append(toks[i, :length].tolist())
+        token_lps.append(lps[i, :length].clone())
+        if full_t is not None:
+            fulls.append(full_t[i, :length].clone())
+        if z_t is not None:
+            zs.append(z_t[i, :length].clone())
+    return Samples(completions, token_lps, fulls if full_logprobs else None, zs if z_t is not None else None)

@@ -1,0 +1,59 @@
+"""stable-baselines3's own PPO on MathDistill-v0, with the shipped student as the policy network.
+
+    python examples/sb3_ppo.py [--steps 2048]
+
+SB3 steps the env token by token (no KV cache in the policy), so this is slower than the agent's Trainer;
+it shows that the env plugs into standard RL tooling unchanged (every number comes from the env: reward,
+``info["cost"]``, ``info["episode"]`` with the episode cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
+from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy
+
+
+class EpisodeCosts(BaseCallback):
+    """Collect the finished episodes' statistics (return, cost, constraint satisfied) from the env's info."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes: list[dict] = []
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "episode" in info and "c" in info["episode"]:
+                self.episodes.append(info["episode"])
+        return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--steps", type=int, default=2048)
+    p.add_argument("--budget", type=float, default=2.0)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    env = gym.make("MathDistill-v0", constraint="budget", budget=args.budget, max_new_tokens=64)
+    model = PPO(HFCausalLMPolicy, env, n_steps=256, batch_size=64, n_epochs=2, learning_rate=1e-5,
+                policy_kwargs={"model": "zoo:student"}, device="cpu", verbose=1)
+    cb = EpisodeCosts()
+    model.learn(args.steps, callback=cb)
+    eps = cb.episodes
+    if eps:
+        half = max(1, len(eps) // 2)
+        for name, part in (("first half", eps[:half]), ("second half", eps[half:] or eps[:half])):
+            print(f"{name}: {len(part)} episodes, return {np.mean([e['r'] for e in part]):.3f}, "
+                  f"cost {np.mean([e['c'] for e in part]):.2f}, "
+                  f"satisfied {np.mean([e.get('constraint_satisfied', False) for e in part]):.2f}")
+
+
+if __name__ == "__main__":
+    main()
