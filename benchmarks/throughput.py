@@ -71,21 +71,21 @@ def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: b
     ids = torch.randint(3, vocab, (batch, prompt_len), device=device)
     toks = torch.randint(3, vocab, (steps + 2, batch, 1), device=device)
 
-    def run(n: int) -> None:
+    def run() -> float:
         first = cache_kwargs(model, new_cache(model)) if growable else {}
         out = model(input_ids=ids, use_cache=True, **first)
         cache = output_cache(out)
-        for i in range(n):
+        _sync(device)
+        start = time.perf_counter()  # time the decode steps only, not the prefill
+        for i in range(steps):
             out = model(input_ids=toks[i], use_cache=True, **cache_kwargs(model, cache))
             cache = output_cache(out)
             torch.log_softmax(out.logits[:, -1].float(), -1)  # the env needs log-probs too
         _sync(device)
+        return time.perf_counter() - start
 
-    run(2)
-    # time only the decode steps: subtract the prefill
-    t_prefill = _timeit(lambda: run(0), 2)
-    t_total = _timeit(lambda: run(steps), 2)
-    return batch * steps / max(t_total - t_prefill, 1e-9)
+    run()
+    return batch * steps / min(run() for _ in range(2))
 
 
 def env_step(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int) -> tuple[float, int]:
@@ -94,18 +94,21 @@ def env_step(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int) ->
     rng = np.random.default_rng(0)
     acts = _tokens(rng, (steps + 2, batch), min(vocab, len(venv.tokenizer)), eos)
 
-    def run(n: int) -> None:
+    def run() -> float:
         venv.reset(seed=0)
-        for i in range(n):
+        venv.step(acts[0])
+        _sync(venv.setup.device)
+        start = time.perf_counter()  # time the steps only, not the reset
+        for i in range(1, steps + 1):
             venv.step(acts[i])
         _sync(venv.setup.device)
+        return time.perf_counter() - start
 
-    run(2)
-    t_reset = _timeit(lambda: run(0), 2)
-    t_total = _timeit(lambda: run(steps), 2)
+    run()
+    best = min(run() for _ in range(2))
     venv.reset(seed=0)
     width = venv._teacher.cache_length
-    return batch * steps / max(t_total - t_reset, 1e-9), width
+    return batch * steps / best, width
 
 
 def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) -> dict:
