@@ -10,6 +10,11 @@ PY="${PYTHON:-python}"
 
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print('device:', torch.cuda.get_device_name(0))"
 
+# --- env throughput vs the teacher's own forward (shipped teacher and a 12x768 GPT-2), bf16 on the GPU.
+echo "== throughput (bf16, CUDA) =="
+timeout 150 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 --json "$OUT/throughput.json" \
+  | tee "$OUT/throughput.txt"
+
 # --- agent: a short PPO training on the shipped pair, policy on CUDA with bf16 autocast, teacher in bf16.
 # Prints one JSON line with test accuracy / constraint satisfaction before and after, and the training time.
 echo "== agent training step (PPO, budget reward, CUDA) =="

@@ -110,27 +110,27 @@ def batch_completion_logprobs(
 ):
     """Yield, per row, the log-probs ``[T_i, V]`` (float32) before each completion token.
 
-    One forward over the left-padded batch of ``prompt + completion`` sequences (position ids count each
-    row's own tokens). Only the completion positions go through the LM head, row by row, so a
-    ``[B, L, V]`` logits tensor is never built (it would not fit for a 150k vocabulary).
+    One forward over the batch of ``prompt + completion`` sequences, RIGHT-padded and without an attention
+    mask: under causal attention a real token never sees the padding after it, so every real position's
+    logits are exact, and the forward takes the same fused causal kernel as an unpadded batch (a padding
+    mask would force a slower masked path). Only the completion positions go through the LM head, row by
+    row, so a ``[B, L, V]`` logits tensor is never built (it would not fit for a 150k vocabulary).
     """
     device = model_device(model)
     seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
     width = max(len(x) for x in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
     for i, x in enumerate(seqs):
-        ids[i, width - len(x) :] = torch.tensor(x, device=device)
-        mask[i, width - len(x) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids[i, : len(x)] = torch.tensor(x, device=device)
+    pos = torch.arange(width, device=device).expand(len(seqs), width)
     split = _logits_head(model)
     if split is not None:
         base, head = split
-        hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+        hidden = base(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
     else:  # pragma: no cover - models without a separable head
-        hidden, head = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits, None
+        hidden, head = model(input_ids=ids, position_ids=pos, use_cache=False).logits, None
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        start = width - len(seqs[i]) + len(p) - 1
+        start = len(p) - 1
         rows = hidden[i, start : start + len(c)]
         logits = head(rows) if head is not None else rows
         yield torch.log_softmax(logits.float(), dim=-1)
