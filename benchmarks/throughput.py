@@ -38,6 +38,16 @@ from llm_cmdp_env.kv_cache import new_cache  # noqa: E402
 from llm_cmdp_env.models import load_model, load_tokenizer  # noqa: E402
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def _timeit(fn, repeats: int = 1) -> float:
     """Best wall time of ``repeats`` runs (after the caller's warm-up)."""
     best = float("inf")
@@ -315,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": results,
         "quick": args.quick,
         "seconds": time.perf_counter() - start,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+        "machine": {"platform": platform.platform(), "processor": _cpu_model(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": str(device), "dtype": args.dtype or "model default",
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
