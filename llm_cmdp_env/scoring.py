@@ -122,6 +122,7 @@ def batch_completion_logprobs(
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
     for i, x in enumerate(seqs):
         ids[i, : len(x)] = torch.tensor(x, device=device)
+        ids[i, len(x) :] = x[-1]  # any token works (never attended); not the pad id, so HF does not warn
     pos = torch.arange(width, device=device).expand(len(seqs), width)
     split = _logits_head(model)
     if split is not None:
