@@ -215,7 +215,9 @@ class LagrangeMultiplier:
             i_max = self.lam_max / ki if ki > 0 else math.inf
             self.integral = min(max(self.integral + delta, 0.0), i_max)
             deriv = 0.0 if self.prev_cost is None else max(0.0, jc - self.prev_cost)
-            self.value = min(max(kp * delta + ki * self.integral + kd * deriv, 0.0), self.lam_max)
+            # a saturated integral contributes exactly lam_max (ki * (lam_max / ki) may round one ulp below)
+            i_term = self.lam_max if self.integral >= i_max else ki * self.integral
+            self.value = min(max(kp * delta + i_term + kd * deriv, 0.0), self.lam_max)
         self.prev_cost = jc
         self.num_updates += 1
         return self.value
