@@ -95,15 +95,12 @@ def score_completions(
     out = []
     for i, t_logp in enumerate(batch_completion_logprobs(su.teacher, prompts, tokens, su.pad_id)):
         acts = torch.tensor(tokens[i], device=t_logp.device)
-        s_full = s_tok = None
-        if su.divergence.needs_student:
-            if student_logprobs is not None:
-                s_full = torch.as_tensor(student_logprobs[i], device=t_logp.device).float()
-            elif student_token_logprobs is not None and not su.divergence.needs_full_student:
-                s_tok = torch.as_tensor(student_token_logprobs[i], device=t_logp.device).float()
-            else:
-                assert student_rows is not None
-                s_full = next(student_rows)
+        s_full, s_tok = su.student_logprobs(
+            t_logp.device,
+            None if student_logprobs is None else student_logprobs[i],
+            None if student_token_logprobs is None else student_token_logprobs[i],
+            (lambda: next(student_rows)) if student_rows is not None else None,
+        )
         cost = divergence_cost(su.divergence.name, t_logp, acts, s_full, s_tok)
         out.append({
             "tokens": np.asarray(tokens[i], dtype=np.int64),

@@ -34,11 +34,6 @@ class IncrementalScorer:
         self._pending: list[int] = []
         self._length = 0
 
-    @property
-    def length(self) -> int:
-        """Number of tokens in the sequence (prompt + pushed tokens)."""
-        return self._length + len(self._pending)
-
     @torch.inference_mode()
     def _forward(self, ids: list[int]) -> None:
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)

@@ -215,20 +215,17 @@ class MathDistillEnv(gym.Env):
 
     def _score_step(self, act: TokenAction) -> tuple[float, float]:
         t_logp = self._teacher_scorer.logprobs()
-        s_full = s_tok = None
-        if self.divergence.needs_student:
-            if act.logprobs is not None:
-                s_full = torch.as_tensor(act.logprobs, device=t_logp.device).float().view(1, -1)
-                if s_full.shape[-1] != self.vocab_size:
-                    raise ValueError(
-                        f"TokenAction.logprobs has {s_full.shape[-1]} entries, the vocabulary {self.vocab_size}"
-                    )
-            elif act.logprob is not None and not self.divergence.needs_full_student:
-                s_tok = torch.tensor([float(act.logprob)], device=t_logp.device)
-            elif self._student_scorer is not None:
-                s_full = self._student_scorer.logprobs()[None]
-            else:
-                raise ValueError(self.setup.missing_student_message())
+        student = self._student_scorer if self.setup.uses_student_model else None
+        s_full, s_tok = self.setup.student_logprobs(
+            t_logp.device, act.logprobs, act.logprob,
+            (lambda: student.logprobs()) if student is not None else None,
+        )
+        if s_full is not None:
+            s_full = s_full.view(1, -1)
+            if s_full.shape[-1] != self.vocab_size:
+                raise ValueError(
+                    f"TokenAction.logprobs has {s_full.shape[-1]} entries, the vocabulary {self.vocab_size}"
+                )
         actions = torch.tensor([act.token], device=t_logp.device)
         cost = divergence_cost(self.divergence.name, t_logp[None], actions, s_full, s_tok)
         return float(cost[0]), float(t_logp[act.token])

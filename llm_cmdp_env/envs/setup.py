@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,30 @@ class DistillSetup:
             "student=<the model your policy is> to the env, or step with "
             "TokenAction(token, logprobs=...) carrying the policy's log-probs"
         )
+
+    def student_logprobs(
+        self,
+        device: torch.device,
+        full: Any = None,
+        token: Any = None,
+        from_model: Callable[[], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The acting policy's log-probs for the divergence, as ``(full rows, taken-token log-probs)``.
+
+        Sources in order: ``full`` rows attached by the agent, ``token`` log-probs attached (enough only
+        for ``log_ratio``), the env's own student model (``from_model``, called lazily). None of them for a
+        student-dependent divergence is an error, never a fallback to another model. ``(None, None)`` when
+        the divergence does not depend on the student.
+        """
+        if not self.divergence.needs_student:
+            return None, None
+        if full is not None:
+            return torch.as_tensor(full, device=device).float(), None
+        if token is not None and not self.divergence.needs_full_student:
+            return None, torch.as_tensor(token, device=device).float()
+        if from_model is not None:
+            return from_model(), None
+        raise ValueError(self.missing_student_message())
 
     def encode_problem(self, problem: Problem) -> list[int]:
         """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""

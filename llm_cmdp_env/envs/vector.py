@@ -145,23 +145,14 @@ class MathDistillVectorEnv(VectorEnv):
         idx = torch.as_tensor(rows, device=dev)
         t_logp = self._teacher.logp[idx]
         acts = torch.as_tensor(tokens[rows], device=dev)
-        s_full = s_tok = None
-        if su.divergence.needs_student:
-            if logprobs is not None:
-                s_full = torch.as_tensor(np.asarray(logprobs) if not isinstance(logprobs, torch.Tensor)
-                                         else logprobs, device=dev).float()
-                if s_full.shape != (self.num_envs, su.vocab_size):
-                    raise ValueError(f"logprobs must have shape ({self.num_envs}, {su.vocab_size}), "
-                                     f"got {tuple(s_full.shape)}")
-                s_full = s_full[idx]
-            elif logprob is not None and not su.divergence.needs_full_student:
-                s_tok = torch.as_tensor(np.asarray(logprob) if not isinstance(logprob, torch.Tensor)
-                                        else logprob, device=dev).float().view(-1)[idx]
-            elif self._student is not None:
-                assert self._student.logp is not None
-                s_full = self._student.logp[idx]
-            else:
-                raise ValueError(su.missing_student_message())
+        student = self._student
+        s_full, s_tok = su.student_logprobs(
+            dev, logprobs, logprob, (lambda: student.logp) if student is not None else None
+        )
+        if s_full is not None and logprobs is not None and s_full.shape != (self.num_envs, su.vocab_size):
+            raise ValueError(f"logprobs must have shape ({self.num_envs}, {su.vocab_size}), got {tuple(s_full.shape)}")
+        s_full = s_full[idx] if s_full is not None else None
+        s_tok = s_tok.view(-1)[idx] if s_tok is not None else None
         cost = divergence_cost(su.divergence.name, t_logp, acts, s_full, s_tok)
         t_tok = t_logp.gather(-1, acts[:, None])[:, 0]
         return cost.double().cpu().numpy(), t_tok.double().cpu().numpy()
