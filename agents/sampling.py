@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs, output_cache
+from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, last_logits_kwargs, output_cache
 from llm_cmdp_env.kv_cache import new_cache
 
 if TYPE_CHECKING:
@@ -170,7 +170,8 @@ def sample(
         mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
             embeds = policy.input_embeddings(tok[:, None], None if z is None else z[:, None])
-            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=lengths[:, None], use_cache=True,
+            out = lm(inputs_embeds=embeds, attention_mask=decode_mask(policy.hf_model, mask),
+                     position_ids=lengths[:, None], use_cache=True,
                      **cache_kwargs(policy.hf_model, cache))
         cache = output_cache(out)
         lengths = lengths + 1

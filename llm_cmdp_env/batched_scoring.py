@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from llm_cmdp_env.hf_compat import (
     cache_kwargs,
     cache_layers,
+    decode_mask,
     last_logits_kwargs,
     output_cache,
     set_cache_layers,
@@ -118,7 +119,7 @@ class BatchedScorer:
         col = active.long()[:, None]
         self.mask = torch.cat([self.mask, col], dim=1)
         pos = self.lengths[:, None]
-        out = self._call(ids[:, None], self.mask, pos, self.cache)
+        out = self._call(ids[:, None], decode_mask(self.model, self.mask), pos, self.cache)
         self.cache = output_cache(out)
         logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         assert self.logp is not None

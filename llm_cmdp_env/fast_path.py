@@ -63,6 +63,17 @@ def prompt_ids(env: gym.Env, problem: Problem) -> list[int]:
     return _base(env).setup.encode_problem(problem)
 
 
+def _token_list(base: Any, completion: Sequence[Any]) -> list[int]:
+    """``completion`` as validated token ids: one vectorised range check for an integer sequence, the
+    env's per-token check (with its precise error) for anything else."""
+    arr = np.asarray(completion) if not isinstance(completion, torch.Tensor) else completion.cpu().numpy()
+    if arr.ndim == 1 and arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer) and (
+        arr.size == 0 or (arr.min() >= 0 and arr.max() < base.vocab_size)
+    ):
+        return arr.tolist()
+    return [base._check_token(x) for x in completion]
+
+
 def score_completions(
     env: gym.Env,
     problems: Sequence[Problem],
@@ -79,7 +90,7 @@ def score_completions(
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     tokens = []
     for c in completions:
-        t = [base._check_token(x) for x in c]
+        t = _token_list(base, c)
         if not 1 <= len(t) <= su.max_new_tokens:
             raise ValueError(f"each completion must have 1..{su.max_new_tokens} tokens, got {len(t)}")
         tokens.append(t)

@@ -30,6 +30,20 @@ def last_logits_kwargs(model: torch.nn.Module) -> dict[str, Any]:
     return {}
 
 
+def decode_mask(model: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    """The attention mask for a one-token decode step over a left-padded cache (``mask`` is ``[B, L]``, 1 = live).
+
+    For models on transformers' SDPA attention this is the ready 4D boolean mask ``[B, 1, 1, L]`` that
+    transformers would build itself (a one-token query attends to every live column, no causal part): passing
+    it skips transformers' per-call mask construction, ~4% of a small model's decode step (profiled on the
+    shipped teacher). Other attention kernels (eager wants an additive float mask, flash wants 2D) get
+    ``mask`` unchanged.
+    """
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa":
+        return mask.bool()[:, None, None, :]
+    return mask
+
+
 def output_cache(out: Any) -> Any:
     """The KV cache in a model output, whatever the attribute is called."""
     cache = getattr(out, "cache", None)

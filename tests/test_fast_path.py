@@ -117,3 +117,38 @@ def test_replay_through_real_wrappers_equals_stepping(tiny_env_kwargs):
         np.testing.assert_allclose(ep.costs, costs, atol=1e-5)
         assert term or trunc
         assert ep.final_info["episode"]["c"] == pytest.approx(info["episode"]["c"], abs=1e-4)
+
+
+def test_score_completions_checks_every_token(tiny_env_kwargs):
+    """Completions as lists, numpy arrays or tensors are accepted; a bad token gets the env's own error."""
+    from llm_cmdp_env.fast_path import score_completions
+
+    env = MathDistillEnv(**tiny_env_kwargs)
+    env.reset(seed=0)
+    (p,) = sample_problems(env, 1)
+    eos = env.tokenizer.eos_token_id
+    ref = score_completions(env, [p], [[5, 6, eos]])[0]
+    for form in (np.array([5, 6, eos]), torch.tensor([5, 6, eos])):
+        got = score_completions(env, [p], [form])[0]
+        np.testing.assert_array_equal(got["tokens"], ref["tokens"])
+        np.testing.assert_array_equal(got["cost"], ref["cost"])
+    with pytest.raises(ValueError, match="out of range"):
+        score_completions(env, [p], [[5, env.vocab_size, eos]])
+    with pytest.raises(ValueError, match="out of range"):
+        score_completions(env, [p], [np.array([5, -1, eos])])
+    with pytest.raises(TypeError, match="integer token id"):
+        score_completions(env, [p], [[5, 6.0, eos]])
+    with pytest.raises(TypeError, match="integer token id"):
+        score_completions(env, [p], [np.array([True, False])])
+
+
+def test_prompt_encodings_are_cached_as_private_copies(tiny_env_kwargs):
+    env = MathDistillEnv(**tiny_env_kwargs)
+    env.reset(seed=0)
+    (p,) = sample_problems(env, 1)
+    a = prompt_ids(env, p)
+    a.append(-7)  # a caller's copy: must not leak into the cache
+    b = prompt_ids(env, p)
+    assert b == env.setup.prompts.encode(p.question)
+    obs, _ = env.reset(options={"problem": p})
+    assert obs["input_ids"][: len(b)].tolist() == b

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from llm_cmdp_env.hf_compat import cache_kwargs, output_cache
+from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, output_cache
 from llm_cmdp_env.kv_cache import GrowableCache, new_cache
 
 pytestmark = pytest.mark.skipif(GrowableCache is None, reason="transformers without the layer cache API")
@@ -42,3 +42,29 @@ def test_new_cache_declines_sliding_window_models():
     assert isinstance(new_cache(model), GrowableCache)
     model.config.sliding_window = 16
     assert new_cache(model) is None
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@torch.inference_mode()
+def test_decode_mask_gives_the_same_logits_as_transformers_own_mask(attn):
+    """The prepared 4D decode mask (sdpa) or the unchanged 2D mask (other kernels) gives the logits that
+    transformers' own mask construction gives, on a left-padded batch."""
+    model = _model()
+    model.config._attn_implementation = attn
+    ids = torch.randint(1, 50, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[0, :3] = 0  # row 0 is left-padded
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    cache = output_cache(out)
+    ref_cache = output_cache(model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True))
+    mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1)
+    tok = torch.tensor([[5], [7]])
+    step_pos = mask.sum(-1, keepdim=True) - 1
+    prepared = decode_mask(model, mask)
+    assert prepared.dim() == (4 if attn == "sdpa" else 2)
+    a = model(input_ids=tok, attention_mask=prepared, position_ids=step_pos, use_cache=True,
+              **cache_kwargs(model, cache)).logits
+    b = model(input_ids=tok, attention_mask=mask, position_ids=step_pos, use_cache=True,
+              **cache_kwargs(model, ref_cache)).logits
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

@@ -15,6 +15,8 @@ from llm_cmdp_env.prompts import PromptFormatter
 from llm_cmdp_env.tasks import Problem, load_task
 from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer
 
+_PROMPT_CACHE_SIZE = 4096  # prompts kept encoded per env (an arithmetic prompt is ~100 ids)
+
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -70,6 +72,8 @@ class DistillSetup:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self.prompts = PromptFormatter(self.tokenizer, prompt_template)
+        # question -> prompt ids: the fast path encodes each prompt to score it and again in reset()
+        self._prompt_cache: dict[str, list[int]] = {}
         self.obs_length = self.max_prompt_tokens + self.max_new_tokens
         self.observation_space = spaces.Dict(
             {
@@ -117,7 +121,13 @@ class DistillSetup:
 
     def encode_problem(self, problem: Problem) -> list[int]:
         """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
-        ids = self.prompts.encode(problem.question)
+        ids = self._prompt_cache.get(problem.question)
+        if ids is None:
+            ids = self.prompts.encode(problem.question)
+            if len(self._prompt_cache) >= _PROMPT_CACHE_SIZE:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))  # oldest first
+            self._prompt_cache[problem.question] = ids
+        ids = list(ids)  # callers may append to their copy
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(
                 f"prompt of problem {problem.index} ({problem.source}) has {len(ids)} tokens, more than "

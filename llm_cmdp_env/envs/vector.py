@@ -64,6 +64,8 @@ class MathDistillVectorEnv(VectorEnv):
         self.problems: list[Problem | None] = [None] * n
         self.prompt_ids: list[list[int]] = [[] for _ in range(n)]
         self.generated: list[list[int]] = [[] for _ in range(n)]
+        self._prompt_len = np.zeros(n, dtype=np.int64)  # len(prompt_ids[i]) / len(generated[i]) as arrays,
+        self._gen_len = np.zeros(n, dtype=np.int64)  # so a step's bookkeeping is vectorised over rows
         self._autoreset = np.zeros(n, dtype=bool)
         self._started = False
         self._eos = np.array(sorted(su.eos_ids), dtype=np.int64)
@@ -82,6 +84,7 @@ class MathDistillVectorEnv(VectorEnv):
             problem = su.pick_problem(opt, self._rng(i))
             ids = su.encode_problem(problem)
             self.problems[i], self.prompt_ids[i], self.generated[i] = problem, ids, []
+            self._prompt_len[i], self._gen_len[i] = len(ids), 0
             prompts.append(ids)
             self._ids[i] = su.pad_id
             self._mask[i] = 0
@@ -173,15 +176,14 @@ class MathDistillVectorEnv(VectorEnv):
         t_tok = np.zeros(n, dtype=np.float64)
         if len(rows):
             cost[rows], t_tok[rows] = self._costs(rows, tokens, logprobs, logprob)
-            for i in rows:
-                tok = int(tokens[i])
-                pos = len(self.prompt_ids[i]) + len(self.generated[i])
-                self.generated[i].append(tok)
-                self._ids[i, pos] = tok
-                self._mask[i, pos] = 1
+            pos = self._prompt_len[rows] + self._gen_len[rows]
+            self._ids[rows, pos] = tokens[rows]
+            self._mask[rows, pos] = 1
+            self._gen_len[rows] += 1
+            for i in rows.tolist():
+                self.generated[i].append(int(tokens[i]))
             terminated[rows] = np.isin(tokens[rows], self._eos)
-            lengths = np.array([len(self.generated[i]) for i in rows])
-            truncated[rows] = ~terminated[rows] & (lengths >= su.max_new_tokens)
+            truncated[rows] = ~terminated[rows] & (self._gen_len[rows] >= su.max_new_tokens)
         done = terminated | truncated
         continuing = torch.as_tensor(active & ~done)
         tok_t = torch.as_tensor(tokens)

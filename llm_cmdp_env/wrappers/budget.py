@@ -37,6 +37,11 @@ def budget_reward(
     with :math:`k` = ``overrun_penalty``. The overrun term telescopes: over an episode it sums to
     :math:`-k \max(0, C_T - d)`.
     """
+    if type(cost_after) is float and type(cost_before) is float:  # one env: plain floats, ~10x faster than ufuncs
+        kept = unsafe_reward if cost_after > budget else reward
+        if overrun_penalty == 0.0:
+            return kept
+        return kept - overrun_penalty * (max(0.0, cost_after - budget) - max(0.0, cost_before - budget))
     over_before = np.maximum(0.0, cost_before - budget)
     over_after = np.maximum(0.0, cost_after - budget)
     kept = np.where(cost_after > budget, unsafe_reward, reward)

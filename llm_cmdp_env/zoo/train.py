@@ -219,6 +219,8 @@ def _build_model(spec: ModelSpec, tok: PreTrainedTokenizerFast, seed: int) -> Pr
         resid_pdrop=0.0,  # fresh data every step: no regularisation needed
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        # same tanh-approximate GELU as GPT-2's "gelu_new", as one fused kernel: ~20% faster forwards on CPU
+        activation_function="gelu_pytorch_tanh",
         **common,
     )
     return GPT2LMHeadModel(config)
