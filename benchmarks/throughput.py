@@ -58,6 +58,22 @@ def _timeit(fn, repeats: int = 1) -> float:
     return best
 
 
+def _interleaved_best(runs, rounds: int) -> list[float]:
+    """Best time of each timing function over ``rounds`` alternating rounds (after one warm-up call each).
+
+    Both sides of a ratio are measured in the same rounds, alternately, so a slow phase of a shared machine
+    hits both instead of biasing the ratio. Each function runs its workload and returns the seconds of
+    the part it times.
+    """
+    for run in runs:
+        run()
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            best[i] = min(best[i], run())
+    return best
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -71,9 +87,8 @@ def _tokens(rng: np.random.Generator, shape, vocab: int, eos: set[int]) -> np.nd
     return x
 
 
-@torch.inference_mode()
-def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: bool = True) -> float:
-    """Tokens/s of the bare model's cached one-token forward, context starting at ``prompt_len``.
+def raw_step_runner(model, batch: int, prompt_len: int, steps: int, device, growable: bool = True):
+    """A function timing ``steps`` of the bare model's cached one-token forward (context from ``prompt_len``).
 
     ``growable=True`` uses the same in-place growing KV cache as the env (the fair physical limit);
     ``False`` uses transformers' default ``DynamicCache`` (which copies the cache on every token)."""
@@ -81,6 +96,7 @@ def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: b
     ids = torch.randint(3, vocab, (batch, prompt_len), device=device)
     toks = torch.randint(3, vocab, (steps + 2, batch, 1), device=device)
 
+    @torch.inference_mode()
     def run() -> float:
         first = cache_kwargs(model, new_cache(model)) if growable else {}
         out = model(input_ids=ids, use_cache=True, **first)
@@ -94,12 +110,17 @@ def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: b
         _sync(device)
         return time.perf_counter() - start
 
-    run()
-    return batch * steps / min(run() for _ in range(2))
+    return run
 
 
-def env_step(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int) -> tuple[float, int]:
-    """Vector-env tokens/s (steps x num_envs per second) over ``steps`` steps; also the prompt width."""
+def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: bool = True) -> float:
+    """Tokens/s of :func:`raw_step_runner` (best of 2 after a warm-up)."""
+    (t,) = _interleaved_best([raw_step_runner(model, batch, prompt_len, steps, device, growable)], 2)
+    return batch * steps / t
+
+
+def env_step_runner(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int):
+    """A function timing ``steps`` vector-env steps of ``batch`` rows; also the rows' cache width after reset."""
     venv = MathDistillVectorEnv(batch, max_new_tokens=steps + 4, **kwargs)
     rng = np.random.default_rng(0)
     acts = _tokens(rng, (steps + 2, batch), min(vocab, len(venv.tokenizer)), eos)
@@ -114,11 +135,8 @@ def env_step(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int) ->
         _sync(venv.setup.device)
         return time.perf_counter() - start
 
-    run()
-    best = min(run() for _ in range(2))
     venv.reset(seed=0)
-    width = venv._teacher.cache_length
-    return batch * steps / best, width
+    return run, venv._teacher.cache_length
 
 
 def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) -> dict:
@@ -130,8 +148,6 @@ def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) 
     problems = sample_problems(env, batch)
     rng = np.random.default_rng(1)
     comps = _tokens(rng, (batch, length), min(vocab, len(env.unwrapped.tokenizer)), eos).tolist()
-    replay(env, problems, comps)  # warm-up
-    t_fast = _timeit(lambda: replay(env, problems, comps), 2)
     teacher = env.unwrapped.teacher
     width = max(len(env.unwrapped.encode_problem(p)) for p in problems) + length
     ids = torch.randint(3, teacher.config.vocab_size, (batch, width), device=env.unwrapped.setup.device)
@@ -141,8 +157,17 @@ def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) 
         teacher(input_ids=ids, use_cache=False)
         _sync(env.unwrapped.setup.device)
 
-    raw()
-    t_raw = _timeit(raw, 2)
+    def fast() -> float:
+        start = time.perf_counter()
+        replay(env, problems, comps)
+        return time.perf_counter() - start
+
+    def raw_timed() -> float:
+        start = time.perf_counter()
+        raw()
+        return time.perf_counter() - start
+
+    t_fast, t_raw = _interleaved_best([fast, raw_timed], 5)
     n = batch * length
     return {"fast_tokens_per_s": n / t_fast, "raw_tokens_per_s": n / t_raw, "ratio": t_raw / t_fast}
 
@@ -239,8 +264,9 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
     res: dict = {"raw_step": {}, "env_step": {}, "env_vs_raw": {}}
     res["raw_step_dynamic_cache"] = {}
     for b in batches:
-        env_tps, width = env_step(kwargs, b, steps, eos, vocab)
-        raw_tps = raw_step(teacher, b, width, steps, device)
+        env_run, width = env_step_runner(kwargs, b, steps, eos, vocab)
+        t_env, t_raw = _interleaved_best([env_run, raw_step_runner(teacher, b, width, steps, device)], 3)
+        env_tps, raw_tps = b * steps / t_env, b * steps / t_raw
         res["raw_step"][b], res["env_step"][b] = raw_tps, env_tps
         res["raw_step_dynamic_cache"][b] = raw_step(teacher, b, width, steps, device, growable=False)
         res["env_vs_raw"][b] = env_tps / raw_tps
