@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
 
 import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
 from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy
+from llm_cmdp_env.wrappers import apply_constraint
 
 
 class EpisodeCosts(BaseCallback):
@@ -41,7 +43,9 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=2.0)
     args = p.parse_args()
     torch.set_num_threads(2)
-    env = gym.make("MathDistill-v0", constraint="budget", budget=args.budget, max_new_tokens=64)
+    # SB3's Monitor INSIDE, the constraint stack (with its episode statistics) outside: a Monitor added by SB3
+    # on the outside would replace info["episode"] and drop the episode cost (docs/wrappers.md)
+    env = apply_constraint(Monitor(gym.make("MathDistill-v0", max_new_tokens=64)), "budget", budget=args.budget)
     model = PPO(HFCausalLMPolicy, env, n_steps=256, batch_size=64, n_epochs=2, learning_rate=1e-5,
                 policy_kwargs={"model": "zoo:student"}, device="cpu", verbose=1)
     cb = EpisodeCosts()
