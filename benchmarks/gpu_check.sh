@@ -12,7 +12,7 @@ PY="${PYTHON:-python}"
 
 # --- env throughput vs the teacher's own forward (shipped teacher and a 12x768 GPT-2), bf16 on the GPU.
 echo "== throughput (bf16, CUDA) =="
-timeout 150 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 --json "$OUT/throughput.json" \
+timeout 200 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 --json "$OUT/throughput.json" \
   | tee "$OUT/throughput.txt"
 
 # --- agent: a short PPO training on the shipped pair, policy on CUDA with bf16 autocast, teacher in bf16.
