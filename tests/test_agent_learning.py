@@ -36,8 +36,15 @@ class FixedProblems:
         return len(self.problems)
 
 
-def test_grpo_fits_the_shipped_student_to_a_fixed_problem_set():
+@pytest.fixture
+def two_threads():
+    n = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_grpo_fits_the_shipped_student_to_a_fixed_problem_set(two_threads):
     test = load_task("arithmetic", split="test")
     env = MathDistillEnv(teacher="zoo:teacher", dataset=FixedProblems(test[i] for i in range(8)),
                          max_new_tokens=96)
