@@ -52,10 +52,19 @@ def test_one_episode_with_smollm2_teacher(smol):
 
 
 def test_vector_env_with_llama_cache(smol):
+    from llm_cmdp_env.envs.math_distill import MathDistillEnv
     from llm_cmdp_env.envs.vector import MathDistillVectorEnv
 
     venv = MathDistillVectorEnv(2, max_new_tokens=4, **smol)
     obs, info = venv.reset(seed=0)
-    assert len(set(info["prompt_length"])) == 2
-    out = venv.step(np.array([504, 2017]))
-    assert np.isfinite(out[4]["cost"]).all()
+    assert len(set(info["prompt_length"])) == 2  # rows of different lengths: left padding + decode mask
+    singles = [MathDistillEnv(max_new_tokens=4, teacher=venv.setup.teacher, tokenizer=venv.tokenizer,
+                              dataset=smol["dataset"], split=smol["split"]) for _ in range(2)]
+    for i, env in enumerate(singles):
+        env.reset(seed=i)
+    for actions in ([504, 2017], [30, 31], [1500, 88]):
+        out = venv.step(np.array(actions))
+        assert np.isfinite(out[4]["cost"]).all()
+        single = [env.step(a)[4]["cost"] for env, a in zip(singles, actions)]
+        # a Llama-architecture teacher with a left-padded shared cache gives each row its own numbers
+        np.testing.assert_allclose(out[4]["cost"], single, rtol=1e-3, atol=1e-3)
