@@ -66,11 +66,14 @@ def prompt_ids(env: gym.Env, problem: Problem) -> list[int]:
 def _token_list(base: Any, completion: Sequence[Any]) -> list[int]:
     """``completion`` as validated token ids: one vectorised range check for an integer sequence, the
     env's per-token check (with its precise error) for anything else."""
-    arr = np.asarray(completion) if not isinstance(completion, torch.Tensor) else completion.cpu().numpy()
-    if arr.ndim == 1 and arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer) and (
-        arr.size == 0 or (arr.min() >= 0 and arr.max() < base.vocab_size)
-    ):
-        return arr.tolist()
+    if isinstance(completion, (np.ndarray, torch.Tensor)):
+        arr = completion.cpu().numpy() if isinstance(completion, torch.Tensor) else completion
+        ok = arr.ndim == 1 and arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer)
+        ids = arr.tolist() if ok else None
+    else:  # plain ints only (a bool or a float in a list must get the per-token error, not be converted)
+        ids = list(completion) if all(type(x) is int for x in completion) else None
+    if ids is not None and (not ids or (min(ids) >= 0 and max(ids) < base.vocab_size)):
+        return ids
     return [base._check_token(x) for x in completion]
 
 

@@ -140,6 +140,8 @@ def test_score_completions_checks_every_token(tiny_env_kwargs):
         score_completions(env, [p], [[5, 6.0, eos]])
     with pytest.raises(TypeError, match="integer token id"):
         score_completions(env, [p], [np.array([True, False])])
+    with pytest.raises(TypeError, match="integer token id"):
+        score_completions(env, [p], [[5, True, eos]])  # not silently token 1
 
 
 def test_prompt_encodings_are_cached_as_private_copies(tiny_env_kwargs):
