@@ -4,6 +4,7 @@ tests run in seconds and never touch the network."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +43,24 @@ def tiny_gpt2(vocab: int, layers: int, dim: int, seed: int, eos_id: int) -> GPT2
     model = GPT2LMHeadModel(cfg)
     model.generation_config.eos_token_id = eos_id
     return model.eval()
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` torch CPU threads, restoring the previous count (tests must not change it for others)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test (training tests are faster and reproducible that way on 2 cores)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.trainer import TrainConfig, Trainer
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import load_task
+from tests.conftest import torch_threads
 
 pytestmark = pytest.mark.slow
 
@@ -36,22 +36,15 @@ class FixedProblems:
         return len(self.problems)
 
 
-@pytest.fixture
-def two_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_grpo_fits_the_shipped_student_to_a_fixed_problem_set(two_threads):
+def test_grpo_fits_the_shipped_student_to_a_fixed_problem_set():
     test = load_task("arithmetic", split="test")
     env = MathDistillEnv(teacher="zoo:teacher", dataset=FixedProblems(test[i] for i in range(8)),
                          max_new_tokens=96)
     policy = LLMPolicy("zoo:student", value_head=False, device="cpu")
     cfg = TrainConfig(algo="grpo", updates=30, prompts_per_update=8, group_size=8, epochs=1,
                       minibatch_size=16, lr=3e-5, seed=0)
-    hist = Trainer(env, policy, cfg, progress=False).train()
+    with torch_threads(2):
+        hist = Trainer(env, policy, cfg, progress=False).train()
     acc = np.array([h["accuracy"] for h in hist])
     assert acc[:3].mean() < 0.4, acc
     assert acc[-5:].mean() > 0.7, acc

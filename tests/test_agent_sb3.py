@@ -13,8 +13,7 @@ from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy  # noqa: E402
 from tests.test_agent_helpers import LowTokenReward, tiny_env  # noqa: E402
 
 
-def test_sb3_ppo_learns_the_easy_reward(tiny_dir, tiny_env_kwargs):
-    torch.set_num_threads(1)
+def test_sb3_ppo_learns_the_easy_reward(tiny_dir, tiny_env_kwargs, one_thread):
     env = LowTokenReward(tiny_env(tiny_env_kwargs), cut=200)
     model = PPO(HFCausalLMPolicy, env, n_steps=96, batch_size=48, n_epochs=4, learning_rate=1e-2, seed=0,
                 policy_kwargs={"model": str(tiny_dir / "student")}, device="cpu")
@@ -45,8 +44,7 @@ def test_sb3_bridge_rejects_wrong_spaces(tiny_dir):
                          lambda _: 1e-3, model=str(tiny_dir / "student"))
 
 
-def test_sb3_bridge_reads_the_saute_budget(tiny_dir, tiny_env_kwargs):
-    torch.set_num_threads(1)
+def test_sb3_bridge_reads_the_saute_budget(tiny_dir, tiny_env_kwargs, one_thread):
     env = tiny_env(tiny_env_kwargs, "saute", budget=40.0)
     model = PPO(HFCausalLMPolicy, env, n_steps=32, batch_size=16, n_epochs=1, learning_rate=1e-2, seed=0,
                 policy_kwargs={"model": str(tiny_dir / "student"), "budget_conditioning": True}, device="cpu")

@@ -14,13 +14,7 @@ from llm_cmdp_env.fast_path import replay
 from llm_cmdp_env.wrappers import LearnedLagrangianWrapper
 from tests.test_agent_helpers import LowTokenReward, tiny_env
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])

@@ -6,17 +6,10 @@ import csv
 import json
 
 import pytest
-import torch
 
 from llm_cmdp_env.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(tiny_dir) -> list[str]:

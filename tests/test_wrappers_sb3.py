@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 
 from llm_cmdp_env.wrappers import CONSTRAINTS, apply_constraint
+from tests.conftest import torch_threads
 from tests.fake_cmdp import FakeCMDP
 
 BUDGETS = {"worst-case": 1.0}
@@ -18,16 +18,12 @@ KWARGS = {"lagrangian": {"lam": 0.2}, "budget": {"terminate_on_violation": True}
 
 def ppo_smoke(env, steps: int = 256, n_steps: int = 64) -> PPO:
     """PPO with a tiny MultiInputPolicy for ``steps`` env steps (one torch thread, restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         model = PPO(
             "MultiInputPolicy", env, n_steps=n_steps, batch_size=32, n_epochs=2, seed=0, device="cpu",
             policy_kwargs={"net_arch": [16]},
         )
         model.learn(total_timesteps=steps)
-    finally:
-        torch.set_num_threads(threads)
     return model
 
 
