@@ -9,15 +9,20 @@ import os
 import sys
 
 
+def _print_result(result: dict, as_json: bool, width: int) -> None:
+    """One JSON line (``--json``), or one right-aligned ``key: value`` line per entry."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>{width}}: {v}")
+
+
 def _zoo_eval(args: argparse.Namespace) -> int:
     from llm_cmdp_env.zoo.eval import evaluate
 
     result = evaluate(n=args.n, device=args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:>20}: {v}")
+    _print_result(result, args.json, width=20)
     return 0
 
 
@@ -112,11 +117,7 @@ def _eval(args: argparse.Namespace) -> int:
                           temperature=args.temperature or 1.0, seed=args.seed, budget=env_cfg.budget)
     res["budget"] = env_cfg.budget
     res["constraint"] = env_cfg.constraint
-    if args.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>24}: {v}")
+    _print_result(res, args.json, width=24)
     return 0
 
 
