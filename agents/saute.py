@@ -71,8 +71,7 @@ class SauteTracker:
         dev = t_logp.device
         name = self.base.divergence.name
         cost = divergence_cost(name, t_logp, tokens.to(dev), student_logp.to(dev).float(), None).double().cpu()
-        p = self.wrapper._p
-        new_z = (self.z - cost / p.normalised_budget) / p.discount
+        new_z = self.wrapper._p.next_z(self.z, cost)
         act = active.cpu()
         self.z = torch.where(act, new_z, self.z)
         self.scorer.step(tokens.to(dev), active.to(dev))

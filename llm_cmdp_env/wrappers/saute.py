@@ -125,6 +125,11 @@ class _SauteParams:
                 f"min_rel_budget ({self.min_rel_budget}) must be <= max_rel_budget ({self.max_rel_budget})"
             )
 
+    def next_z(self, z: Any, cost: Any) -> Any:
+        r"""The budget state after paying ``cost``: :math:`z_{t+1} = (z_t - c_t / \tilde d) / \gamma` (floats,
+        arrays or tensors; the one place the update is written, used by both wrappers and the agent)."""
+        return (z - cost / self.normalised_budget) / self.discount
+
     def initial_z(self, rng: np.random.Generator) -> float:
         if self.min_rel_budget == self.max_rel_budget:
             return self.min_rel_budget
@@ -244,7 +249,7 @@ class SauteWrapper(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         cost = step_cost(info, type(self).__name__)
         keep_raw(info, float(reward))
-        self.z = (self.z - cost / self.normalised_budget) / self.discount
+        self.z = self._p.next_z(self.z, cost)
         unsafe = not self.z > 0
         new_reward = self.unsafe_reward if unsafe else float(reward)
         info["saute_z"] = self.z
@@ -321,7 +326,7 @@ class VectorSauteWrapper(VectorWrapper):
             self._redraw(int(i))
         costs = vector_costs(infos, stepped, type(self).__name__)
         vector_task_rewards(infos, rewards, stepped)
-        self.z[stepped] = (self.z[stepped] - costs[stepped] / self.normalised_budget) / self.discount
+        self.z[stepped] = self._p.next_z(self.z[stepped], costs[stepped])
         unsafe = stepped & ~(self.z > 0)
         new_rewards = np.where(unsafe, self.unsafe_reward, np.asarray(rewards, dtype=np.float64))
         all_envs = np.ones(self.num_envs, dtype=np.bool_)
