@@ -15,6 +15,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from llm_cmdp_agents.device import autocast, resolve_device
+from llm_cmdp_env.scoring import left_pad
 
 __all__ = ["ActionEval", "LLMPolicy", "resolve_model_path"]
 
@@ -211,16 +212,13 @@ class LLMPolicy(nn.Module):
         lens = torch.tensor([len(c) for c in completions], device=dev)
         if int(lens.min()) < 1:
             raise ValueError("every completion needs at least one token")
-        width = max(len(s) for s in seqs)
         t_max = int(lens.max())
-        ids = torch.zeros(n, width, dtype=torch.long, device=dev)
-        mask = torch.zeros_like(ids)
+        ids, mask = left_pad(seqs, 0, dev)  # pad id 0: masked, never attended
+        width = ids.shape[1]
         zfull = torch.zeros(n, width, device=dev) if budgets is not None else None
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.as_tensor(s, device=dev)
-            mask[i, width - len(s):] = 1
-            if zfull is not None:
-                assert budgets is not None
+        if zfull is not None:
+            assert budgets is not None
+            for i, s in enumerate(seqs):
                 b = torch.as_tensor(budgets[i], device=dev).float()
                 lc = len(completions[i])
                 # input at the last prompt position predicts token 0 under z_0; input token c_t predicts

@@ -16,6 +16,7 @@ import torch
 
 from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, last_logits_kwargs, output_cache
 from llm_cmdp_env.kv_cache import new_cache
+from llm_cmdp_env.scoring import left_pad
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
@@ -61,18 +62,6 @@ def top_p_filter(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
     drop_sorted = (cum - sorted_lp.exp()) >= top_p  # mass before this token already reaches top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logprobs.masked_fill(drop, float("-inf"))
-
-
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise ValueError(f"prompt {i} is empty")
-        ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long, device=device)
-        mask[i, width - len(p):] = 1
-    return ids, mask
 
 
 @torch.no_grad()
@@ -128,7 +117,7 @@ def sample(
         raise ValueError("budget0 given but the policy has no budget conditioning (budget_conditioning=False)")
     device = policy.device
     eos = torch.as_tensor(sorted(int(e) for e in eos_ids), device=device)
-    ids, mask = _left_pad(prompts, pad_id, device)
+    ids, mask = left_pad(prompts, pad_id, device)
     n = ids.shape[0]
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     z = budget0.to(device).float() if budget0 is not None else None

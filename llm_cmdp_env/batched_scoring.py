@@ -25,7 +25,7 @@ from llm_cmdp_env.hf_compat import (
     set_cache_layers,
 )
 from llm_cmdp_env.kv_cache import new_cache
-from llm_cmdp_env.scoring import model_device
+from llm_cmdp_env.scoring import left_pad, model_device
 
 
 class BatchedScorer:
@@ -61,15 +61,9 @@ class BatchedScorer:
         """Start new sequences ``prompts`` in ``rows`` (other rows are untouched)."""
         if len(rows) == 0:
             return
-        lp = max(len(p) for p in prompts)
         r = len(rows)
-        ids = torch.full((r, lp), self.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros(r, lp, dtype=torch.long, device=self.device)
-        for j, p in enumerate(prompts):
-            if len(p) == 0:
-                raise ValueError("prompt must contain at least one token")
-            ids[j, lp - len(p) :] = torch.tensor(list(p), device=self.device)
-            mask[j, lp - len(p) :] = 1
+        ids, mask = left_pad(prompts, self.pad_id, self.device)
+        lp = ids.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._call(ids, mask, pos, None)
         new_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)

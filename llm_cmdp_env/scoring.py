@@ -96,6 +96,25 @@ def _logits_head(model: PreTrainedModel):
     return base, apply
 
 
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)`` ``[N, max_len]`` (int64): every row right-aligned, ``pad_id`` and mask 0 on its left.
+
+    The layout of every batched KV-cached forward here (the vector env's scorer, the agent's sampler and
+    training forward): each row's last token sits in the last column. Raises on an empty row.
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        if len(r) == 0:
+            raise ValueError(f"sequence {i} is empty: every prompt must contain at least one token")
+        ids[i, width - len(r):] = torch.as_tensor(list(r), dtype=torch.long, device=device)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
 @torch.inference_mode()
 def batch_completion_logprobs(
     model: PreTrainedModel,
