@@ -78,10 +78,8 @@ def evaluate_policy(
             kw = {"budget0": tracker.start(prompts, tracker.initial(len(prompts))), "budget_step": tracker.step}
         s = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
                    greedy=greedy, generator=gen, full_logprobs=div.needs_full_student, **kw)
-        eps = replay(env, problems, s.completions,
-                     student_logprobs=s.full_logprobs if div.needs_full_student else None,
-                     student_token_logprobs=s.token_logprobs if div.needs_student and not div.needs_full_student
-                     else None)
+        eps = replay(env, problems, s.completions, student_logprobs=s.full_logprobs,
+                     student_token_logprobs=s.token_logprobs)
         for ep in eps:
             c = float(ep.costs.sum())
             correct.append(float(ep.final_info.get("task_reward", 0.0)))

@@ -215,13 +215,9 @@ class Trainer:
         samples = sample(self.policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id,
                          temperature=cfg.temperature, top_p=cfg.top_p, generator=self.generator,
                          full_logprobs=div.needs_full_student, **budget_kwargs)
-        episodes = replay(
-            self.env, problems, samples.completions,
-            student_logprobs=samples.full_logprobs if div.needs_full_student else None,
-            student_token_logprobs=samples.token_logprobs if div.needs_student and not div.needs_full_student
-            else None,
-            keep_infos=use_budget,
-        )
+        # the env picks what its divergence needs from what the sampler attached (DistillSetup.student_logprobs)
+        episodes = replay(self.env, problems, samples.completions, student_logprobs=samples.full_logprobs,
+                          student_token_logprobs=samples.token_logprobs, keep_infos=use_budget)
         completions = [ep.tokens for ep in episodes]
         old = [lp[: len(c)] for lp, c in zip(samples.token_logprobs, completions)]
         budgets = budgets_from_episodes(z0, episodes) if use_budget and z0 is not None else None
