@@ -4,17 +4,29 @@ Installed under the import name ``llm_cmdp_agents`` (the folder is ``agents/``; 
 from shadowing the OpenAI Agents SDK's top-level ``agents`` package). Main entry points:
 
 - :class:`llm_cmdp_agents.policy.LLMPolicy` — any Hugging Face causal LM as a token policy;
-- :class:`llm_cmdp_agents.trainer.Trainer` / :class:`~llm_cmdp_agents.trainer.TrainConfig` — PPO and GRPO
+- :class:`llm_cmdp_agents.trainer.Trainer` / :class:`~llm_cmdp_agents.config.TrainConfig` — PPO and GRPO
   over any env stack through the fast path;
+- :func:`llm_cmdp_agents.rollout.rollout` — sample with the policy, score through the env's wrapper stack;
 - :func:`llm_cmdp_agents.evaluate.evaluate_policy` — accuracy and constraint satisfaction on test problems;
 - :class:`llm_cmdp_agents.sb3_policy.HFCausalLMPolicy` — the stable-baselines3 bridge;
 - :func:`llm_cmdp_agents.compare.run_compare` — the constraint-method sweep behind ``llm-cmdp compare``.
 
-See docs/agent.md.
+The names below are imported lazily (importing the package stays light: ``llm_cmdp_agents.config`` needs no
+torch). See docs/agent.md.
 """
 
-from llm_cmdp_agents.evaluate import evaluate_policy
-from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.trainer import TrainConfig, Trainer
+from __future__ import annotations
 
-__all__ = ["LLMPolicy", "TrainConfig", "Trainer", "evaluate_policy"]
+import importlib
+from typing import Any
+
+_LAZY = {"LLMPolicy": "policy", "TrainConfig": "config", "Trainer": "trainer", "evaluate_policy": "evaluate",
+         "rollout": "rollout"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"llm_cmdp_agents.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'llm_cmdp_agents' has no attribute {name!r}")

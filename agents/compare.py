@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
+
 __all__ = ["load_config", "markdown_table", "plot_results", "run_compare", "summarise"]
 
 _METHOD_KEYS = {"name", "constraint", "budget", "constraint_kwargs", "train", "policy"}
@@ -76,22 +78,22 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(job.get("threads", 1)))
+    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, RunConfig, TrainConfig
     from llm_cmdp_agents.evaluate import evaluate_policy
-    from llm_cmdp_agents.runs import EnvConfig, PolicyConfig, make_env, make_policy
-    from llm_cmdp_agents.trainer import TrainConfig, Trainer
+    from llm_cmdp_agents.runs import make_env, make_policy
+    from llm_cmdp_agents.trainer import Trainer
 
     run_dir = Path(job["run_dir"])
     done = run_dir / "eval.json"
     if done.is_file():
         return json.loads(done.read_text())
     m = job["method"]
-    env_cfg = EnvConfig(**{**job["env"], "constraint": m["constraint"],
-                           "budget": m.get("budget", job["eval"]["budget"]),
-                           "constraint_kwargs": dict(m.get("constraint_kwargs", {}))})
-    train_cfg = TrainConfig.from_dict({**job["train"], **m.get("train", {}), "seed": job["seed"]})
-    if m["constraint"] == "learned-lagrangian":
-        env_cfg.constraint_kwargs.setdefault("update_every", train_cfg.episodes_per_update)
-    pol_cfg = PolicyConfig(**{**job["policy"], **m.get("policy", {})})
+    run = RunConfig(EnvConfig(**{**job["env"], "constraint": m["constraint"],
+                                 "budget": m.get("budget", job["eval"]["budget"]),
+                                 "constraint_kwargs": dict(m.get("constraint_kwargs", {}))}),
+                    PolicyConfig(**{**job["policy"], **m.get("policy", {})}),
+                    TrainConfig.from_dict({**job["train"], **m.get("train", {}), "seed": job["seed"]}))
+    env_cfg, pol_cfg, train_cfg = run.env, run.policy, run.train
     torch.manual_seed(job["seed"])
     env = make_env(env_cfg, "train")
     policy = make_policy(pol_cfg, train_cfg.algo, env_cfg.constraint)
@@ -111,7 +113,7 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     last = trainer.history[-1] if trainer.history else {}
     res = {"method": m["name"], "seed": job["seed"], "train_seconds": seconds, **ev,
            "train_reward_last": last.get("reward"), "train_cost_last": last.get("cost")}
-    done.write_text(json.dumps(res, indent=2))
+    write_json_atomic(done, res)
     return res
 
 
@@ -120,9 +122,10 @@ def _reference(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(job.get("threads", 1)))
+    from llm_cmdp_agents.config import EnvConfig
     from llm_cmdp_agents.evaluate import evaluate_policy
     from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.runs import EnvConfig, make_env
+    from llm_cmdp_agents.runs import make_env
 
     out = Path(job["out"]) / f"reference_{_slug(job['name'])}.json"
     if out.is_file():
@@ -132,8 +135,7 @@ def _reference(job: dict[str, Any]) -> dict[str, Any]:
     ev = evaluate_policy(policy, env, job["eval"]["n"], batch_size=job["eval"].get("batch_size", 64),
                          budget=job["eval"]["budget"])
     res = {"method": job["name"], **ev}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    write_json_atomic(out, res)
     return res
 
 
@@ -199,8 +201,7 @@ def plot_results(summary: list[dict[str, Any]], references: list[dict[str, Any]]
 def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None = None,
                 progress: bool = True) -> dict[str, Any]:
     """Run the sweep of a config; returns the results dict (also written as JSON) with ``paths`` and ``markdown``."""
-    from llm_cmdp_agents.runs import EnvConfig, PolicyConfig
-    from llm_cmdp_agents.trainer import TrainConfig
+    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, TrainConfig
 
     cfg = load_config(config) if not isinstance(config, dict) else config
     out = Path(out_dir or cfg.get("out", "runs/compare"))
@@ -254,9 +255,9 @@ def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None 
     budget = float(cfg["eval"]["budget"])
     md = markdown_table(summary, references, budget)
     paths = {"json": str(out / "results.json"), "markdown": str(out / "results.md"), "plot": str(out / "results.png")}
-    Path(paths["markdown"]).write_text(md + "\n")
+    write_text_atomic(paths["markdown"], md + "\n")
     plot_results(summary, references, paths["plot"], budget)
     results = {"config": cfg, "runs": runs, "summary": summary, "references": references,
                "wall_seconds": time.perf_counter() - t0, "paths": paths, "markdown": md}
-    Path(paths["json"]).write_text(json.dumps(results, indent=2))
+    write_json_atomic(paths["json"], results)
     return results

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 import gymnasium as gym
 import numpy as np
 
+from llm_cmdp_env.wrappers import ConstraintWrapper
+
 __all__ = ["env_state", "find_wrapper", "load_env_state", "wrapper_chain"]
 
 W = TypeVar("W", bound=gym.Env)
@@ -31,13 +33,14 @@ def find_wrapper(env: gym.Env, cls: type[W]) -> W | None:
 
 
 def _generators(env: gym.Env) -> dict[str, np.random.Generator]:
-    """Every numpy generator the stack draws from, keyed by layer index and attribute name."""
+    """Every numpy generator the stack draws from (the base env's ``np_random``, each constraint wrapper's own
+    ``rng``), keyed by layer index and name."""
     out = {}
     for i, layer in enumerate(wrapper_chain(env)):
-        for attr in ("_np_random", "_rng"):
-            g = layer.__dict__.get(attr)
-            if isinstance(g, np.random.Generator):
-                out[f"{i}:{type(layer).__name__}.{attr}"] = g
+        if isinstance(layer, ConstraintWrapper) and layer.rng is not None:
+            out[f"{i}:{type(layer).__name__}.rng"] = layer.rng
+        elif not isinstance(layer, gym.Wrapper):
+            out[f"{i}:{type(layer).__name__}.np_random"] = layer.np_random
     return out
 
 
@@ -46,23 +49,19 @@ def env_state(env: gym.Env) -> dict[str, Any]:
     rngs = {k: copy.deepcopy(g.bit_generator.state) for k, g in _generators(env).items()}
     multipliers = {}
     for i, layer in enumerate(wrapper_chain(env)):
-        if hasattr(layer, "multiplier") and hasattr(layer, "state_dict") and isinstance(layer, gym.Wrapper):
-            multipliers[f"{i}:{type(layer).__name__}"] = layer.state_dict()
+        if isinstance(layer, ConstraintWrapper) and hasattr(layer.constraint, "state_dict"):
+            multipliers[f"{i}:{type(layer).__name__}"] = layer.constraint.state_dict()
     return {"rngs": rngs, "multipliers": multipliers}
 
 
 def load_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     """Restore :func:`env_state` output into a stack built the same way (same layers, same order)."""
-    gens = _generators(env)
     chain = wrapper_chain(env)
     for key, st in state["rngs"].items():
-        if key in gens:
-            gens[key].bit_generator.state = st
-            continue
         idx, rest = key.split(":", 1)
         layer = chain[int(idx)]
-        attr = rest.split(".", 1)[1]
-        if f"{idx}:{type(layer).__name__}" != f"{idx}:{rest.split('.', 1)[0]}":
+        name, attr = rest.split(".", 1)
+        if type(layer).__name__ != name:
             raise ValueError(f"saved generator {key!r} does not match the env stack layer {type(layer).__name__}")
         g = np.random.default_rng()
         g.bit_generator.state = st
@@ -72,4 +71,4 @@ def load_env_state(env: gym.Env, state: dict[str, Any]) -> None:
         layer = chain[int(idx)]
         if type(layer).__name__ != name:
             raise ValueError(f"saved multiplier of {name} does not match the env stack layer {type(layer).__name__}")
-        layer.load_state_dict(st)
+        layer.constraint.load_state_dict(st)

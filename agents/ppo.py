@@ -53,7 +53,7 @@ def ppo_update(
     advs, rets = zip(*(gae(r, v, cfg.gamma, cfg.gae_lambda) for r, v in zip(rollout.rewards, values)))
     adv = pad(list(advs))
     mask = pad([np.ones(len(a)) for a in advs])
-    if cfg.normalize_advantages:
+    if cfg.normalise_advantages:
         mean = (adv * mask).sum() / mask.sum()
         std = torch.sqrt((((adv - mean) * mask) ** 2).sum() / mask.sum())
         adv = (adv - mean) / (std + 1e-8) * mask

@@ -1,22 +1,32 @@
-"""A batch of finished episodes as the trainer sees it: prompts, completions, the log-probs they were
-sampled with, and the per-token rewards and costs of the env's wrapper stack (from the fast path)."""
+"""One rollout for training and evaluation: sample completions with the policy, replay them through the env's
+whole wrapper stack (:func:`llm_cmdp_env.fast_path.replay`), and return what both need.
+
+The trainer and :func:`~llm_cmdp_agents.evaluate.evaluate_policy` call :func:`rollout`; what a Sauté stack needs
+(the budget state the policy conditions on) is handled here, through :mod:`llm_cmdp_agents.saute`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from llm_cmdp_env.fast_path import Episode
+from llm_cmdp_agents.policy import LLMPolicy
+from llm_cmdp_agents.sampling import sample
+from llm_cmdp_agents.saute import budget_tracker, budgets_from_episodes
+from llm_cmdp_env.fast_path import Episode, prompt_ids, replay
+from llm_cmdp_env.tasks import Problem
 
-__all__ = ["Rollout"]
+__all__ = ["Rollout", "rollout"]
 
 
 @dataclass
 class Rollout:
-    """One on-policy batch.
+    """One batch of finished episodes.
 
     Attributes
     ----------
@@ -53,19 +63,77 @@ class Rollout:
         """Episode return of the wrapper stack's reward, ``[N]``."""
         return np.array([float(r.sum()) for r in self.rewards])
 
+    @property
+    def episode_costs(self) -> np.ndarray:
+        """Summed cost of each episode, ``[N]``."""
+        return np.array([float(c.sum()) for c in self.costs])
+
+    @property
+    def task_rewards(self) -> np.ndarray:
+        """Raw task reward of each episode (the env's ``task_reward``, 1 if correct), ``[N]``."""
+        return np.array([float(e.final_info.get("task_reward", 0.0)) for e in self.episodes])
+
+    def satisfied(self) -> np.ndarray | None:
+        """Per-episode ``constraint_satisfied`` of the stack's statistics, or None when it reports none."""
+        sat = [e.final_info.get("episode", {}).get("constraint_satisfied") for e in self.episodes]
+        return None if any(s is None for s in sat) else np.array(sat, dtype=bool)
+
     def stats(self) -> dict[str, float]:
-        """Batch means: reward (return), cost, accuracy (task reward), length, constraint satisfaction."""
+        """Batch means: reward (the penalised return the learner optimises), task reward (the raw return, format
+        reward included), cost, accuracy (final task reward), length, constraint satisfaction and the Lagrange
+        multiplier (when reported)."""
         eps = self.episodes
         out = {
             "reward": float(self.returns.mean()),
-            "cost": float(np.mean([c.sum() for c in self.costs])),
-            "accuracy": float(np.mean([float(e.final_info.get("task_reward", 0.0)) for e in eps])),
+            "task_reward": float(np.mean([e.final_info.get("episode", {}).get("task_r", e.final_info.get(
+                "task_reward", 0.0)) for e in eps])),
+            "cost": float(self.episode_costs.mean()),
+            "accuracy": float(self.task_rewards.mean()),
             "length": float(np.mean([len(c) for c in self.completions])),
         }
-        sat = [e.final_info.get("episode", {}).get("constraint_satisfied") for e in eps]
-        if all(s is not None for s in sat):
-            out["constraint_satisfaction"] = float(np.mean(sat))
+        sat = self.satisfied()
+        if sat is not None:
+            out["constraint_satisfaction"] = float(sat.mean())
         lam = [e.final_info.get("lagrange_multiplier") for e in eps]
         if all(x is not None for x in lam):
             out["lambda"] = float(lam[-1])
         return out
+
+
+def rollout(
+    policy: LLMPolicy,
+    env: gym.Env,
+    problems: Sequence[Problem],
+    *,
+    groups: np.ndarray | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Sample one completion per problem and replay it through ``env``'s wrapper stack.
+
+    The completions come from :func:`~llm_cmdp_agents.sampling.sample` with the log-probs attached (so the env's
+    student-dependent divergences read the policy that acted), the rewards and costs from the env itself
+    (:func:`~llm_cmdp_env.fast_path.replay`): the numbers any other algorithm stepping the same env would see.
+    A budget-conditioned policy in a Sauté stack samples under the budget state the wrapper will compute.
+    """
+    base = env.unwrapped
+    prompts = [prompt_ids(env, p) for p in problems]
+    tracker = budget_tracker(policy, env)
+    z0 = tracker.initial(len(prompts)) if tracker is not None else None
+    budget_kwargs: dict[str, Any] = {}
+    if tracker is not None:
+        assert z0 is not None
+        budget_kwargs = {"budget0": tracker.start(prompts, z0), "budget_step": tracker.step}
+    samples = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
+                     top_p=top_p, greedy=greedy, generator=generator,
+                     full_logprobs=base.divergence.needs_full_student, **budget_kwargs)
+    # the env's core picks what its divergence needs from what the sampler attached
+    episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,
+                      student_token_logprobs=samples.token_logprobs, keep_infos=tracker is not None)
+    completions = [ep.tokens for ep in episodes]
+    old = [lp[: len(c)] for lp, c in zip(samples.token_logprobs, completions)]
+    budgets = budgets_from_episodes(z0, episodes) if z0 is not None else None
+    return Rollout(prompts, completions, old, [ep.rewards for ep in episodes], [ep.costs for ep in episodes],
+                   episodes, np.arange(len(problems)) if groups is None else np.asarray(groups), budgets)

@@ -3,73 +3,54 @@ write everything a run leaves behind.
 
 A run folder holds::
 
-    config.json          env / policy / train settings (what ``llm-cmdp eval RUN`` and ``--resume`` read)
-    progress.csv         one row per update (reward, cost, accuracy, constraint satisfaction, lambda, losses)
+    config.json          every setting of the run: env / policy / train / eval (what --resume and eval read)
+    progress.csv         one row per update (task reward, penalised reward, cost vs budget, lambda, losses)
+    curves.png           training curves (written at the end and on Ctrl-C; ``llm-cmdp plot`` redraws them)
     tb/                  TensorBoard event files (when tensorboard is installed)
-    checkpoints/         latest.pt (+ update_XXXXXX.pt every checkpoint_every updates)
+    checkpoints/         latest.pt (+ update_XXXXXX.pt every checkpoint_every updates), each with its .sha256
     final/               the trained policy (loads as a Hugging Face model; usable as the env's student=)
-    results.json         evaluation before and after training, training time
+    results.json         evaluation before and after training, training time, status
+
+Every file is written atomically; ``results.json`` holds the "before" evaluation as soon as it is done, so a run
+killed at any point and resumed with ``--resume`` ends with the same ``results.json`` as an uninterrupted run
+(up to ``train_seconds`` and ``run_dir``; tested).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
-from llm_cmdp_agents.checkpoint import latest_checkpoint
+from llm_cmdp_agents.checkpoint import latest_checkpoint, read_policy_state
+from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig
 from llm_cmdp_agents.evaluate import evaluate_policy
+from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.trainer import TrainConfig, Trainer
+from llm_cmdp_agents.saute import conditions_on_budget
+from llm_cmdp_agents.trainer import Trainer
+from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["EnvConfig", "PolicyConfig", "is_run_dir", "load_run_policy", "make_env", "train_run"]
+__all__ = [
+    "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "is_run_dir", "load_run_policy", "make_env",
+    "make_policy", "read_run_config", "train_run",
+]
 
 CONFIG_FILE = "config.json"
 FINAL_DIR = "final"
 RESULTS_FILE = "results.json"
 
 
-@dataclass
-class EnvConfig:
-    """How to build the env: ``gym.make("MathDistill-v0", **env_kwargs, constraint=..., budget=...)``.
-
-    ``budget`` is also the constraint-satisfaction threshold of the evaluation (summed episode cost; for
-    ``worst-case``, the per-token bound of every prefix).
-    """
-
-    teacher: str = "zoo:teacher"
-    dataset: str = "arithmetic"
-    divergence: str = "teacher_nll"
-    max_new_tokens: int = 96
-    max_prompt_tokens: int = 256
-    device: str = "cpu"
-    constraint: str = "none"
-    budget: float | None = None
-    constraint_kwargs: dict[str, Any] = field(default_factory=dict)
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PolicyConfig:
-    """How to build the policy (see :class:`~llm_cmdp_agents.policy.LLMPolicy`)."""
-
-    model: str = "zoo:student"
-    device: str = "auto"
-    lora: dict[str, Any] | None = None
-    gradient_checkpointing: bool = False
-    budget_conditioning: bool | None = None  # None: on iff the constraint is "saute"
-
-
-def make_env(cfg: EnvConfig, split: str = "train", constraint: bool = True) -> gym.Env:
-    """The env of ``cfg`` on ``split``; ``constraint=False`` keeps only the episode statistics (with the budget)."""
-    kwargs: dict[str, Any] = dict(teacher=cfg.teacher, dataset=cfg.dataset, split=split, divergence=cfg.divergence,
-                                  max_new_tokens=cfg.max_new_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
-                                  device=cfg.device, **cfg.env_kwargs)
+def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, dataset: str | None = None) -> gym.Env:
+    """The env of ``cfg`` on ``split`` (None: the dataset's default), optionally on another ``dataset``;
+    ``constraint=False`` keeps only the episode statistics (with the budget)."""
+    kwargs: dict[str, Any] = dict(teacher=cfg.teacher, dataset=dataset or cfg.dataset, split=split,
+                                  divergence=cfg.divergence, max_new_tokens=cfg.max_new_tokens,
+                                  max_prompt_tokens=cfg.max_prompt_tokens, device=cfg.device, **cfg.env_kwargs)
     if constraint:
         return _make(kwargs, cfg.constraint, cfg.budget, cfg.constraint_kwargs)
     budget = None if cfg.constraint == "worst-case" else cfg.budget
@@ -84,126 +65,163 @@ def _make(kwargs: dict[str, Any], constraint: str, budget: float | None, ckw: di
     return apply_constraint(MathDistillEnv(**kwargs), constraint, budget=budget, **dict(ckw))
 
 
+def make_eval_env(cfg: RunConfig) -> gym.Env:
+    """The env of the run's before/after evaluation (its constraint stack on the evaluation split)."""
+    return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset)
+
+
 def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
     """The policy of ``cfg`` (value head for PPO; budget conditioning for Sauté unless set explicitly)."""
-    cond = (constraint == "saute") if cfg.budget_conditioning is None else cfg.budget_conditioning
+    cond = conditions_on_budget(constraint) if cfg.budget_conditioning is None else cfg.budget_conditioning
     return LLMPolicy(cfg.model, value_head=(algo == "ppo"), budget_conditioning=cond, device=cfg.device,
                      lora=cfg.lora, gradient_checkpointing=cfg.gradient_checkpointing)
 
 
 def is_run_dir(path: str | Path) -> bool:
     """Whether ``path`` is a run folder written by :func:`train_run`."""
-    p = Path(path)
-    return (p / CONFIG_FILE).is_file() and "train" in json.loads((p / CONFIG_FILE).read_text())
+    p = Path(path) / CONFIG_FILE
+    if not p.is_file():
+        return False
+    try:
+        return "train" in json.loads(p.read_text())
+    except (json.JSONDecodeError, TypeError):
+        return False
 
 
-def read_run_config(run_dir: str | Path) -> tuple[EnvConfig, PolicyConfig, TrainConfig, dict[str, Any]]:
-    """The configs stored in a run folder."""
-    raw = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
-    return EnvConfig(**raw["env"]), PolicyConfig(**raw["policy"]), TrainConfig.from_dict(raw["train"]), raw
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The settings stored in a run folder."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    return RunConfig.from_dict(raw)
 
 
 def load_run_policy(run_dir: str | Path, device: str = "auto") -> LLMPolicy:
-    """The trained policy of a run: ``final/`` if the run finished, else the latest checkpoint."""
+    """The trained policy of a run: ``final/`` if the run finished, else its newest intact checkpoint."""
     run_dir = Path(run_dir)
     if (run_dir / FINAL_DIR / "agent_config.json").is_file():
         return LLMPolicy.from_pretrained(run_dir / FINAL_DIR, device=device)
-    env_cfg, pol_cfg, train_cfg, _ = read_run_config(run_dir)
+    cfg = read_run_config(run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} has neither {FINAL_DIR}/ nor checkpoints/latest.pt")
-    import torch
-
-    pol_cfg.device = device
-    policy = make_policy(pol_cfg, train_cfg.algo, env_cfg.constraint)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    policy.load_trainable_state_dict({k: v.to(policy.device) for k, v in state["policy"].items()})
+        raise FileNotFoundError(f"{run_dir} has neither {FINAL_DIR}/ nor a checkpoint in checkpoints/")
+    cfg.policy.device = device
+    policy = make_policy(cfg.policy, cfg.train.algo, cfg.env.constraint)
+    policy.load_trainable_state_dict({k: v.to(policy.device) for k, v in read_policy_state(ckpt).items()})
     return policy
+
+
+#: Settings a resumed run may change: how long to train, how often to save, and the evaluation (whose "before"
+#: is then recomputed on the new settings, so before and after always cover the same problems).
+RESUMABLE_CHANGES = {"train": {"updates", "checkpoint_every"}, "eval": {"n", "batch_size", "split", "dataset", "seed"}}
+
+
+def resume_config(run_dir: str | Path, changes: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
+    """The stored config of a run, with ``changes`` (``{section: {field: value}}``) applied where a resumed run
+    may change them (:data:`RESUMABLE_CHANGES`); any other change that differs from the stored value is an
+    error naming it."""
+    cfg = read_run_config(run_dir)
+    d = cfg.to_dict()
+    refused = []
+    for section, values in (changes or {}).items():
+        for key, value in values.items():
+            if key in RESUMABLE_CHANGES.get(section, ()):
+                d[section][key] = value
+            elif d.get(section, {}).get(key) != value:
+                refused.append(f"{section}.{key}: {d.get(section, {}).get(key)!r} (stored) vs {value!r}")
+    if refused:
+        raise ValueError(f"a resumed run keeps its settings; these differ from {Path(run_dir) / CONFIG_FILE}: "
+                         + "; ".join(refused) + ". Start a new run (another --out) to change them.")
+    return RunConfig.from_dict(d)
 
 
 def train_run(
     run_dir: str | Path,
-    env_cfg: EnvConfig,
-    policy_cfg: PolicyConfig,
-    train_cfg: TrainConfig,
+    config: RunConfig,
     *,
-    eval_n: int = 100,
-    eval_batch_size: int = 64,
     resume: bool = False,
     progress: bool = True,
+    wandb: bool | dict[str, Any] = False,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train a policy and write a run folder; evaluate on the test split before and after.
+    """Train a policy and write a run folder; evaluate before and after (``config.eval``).
 
-    With ``resume=True`` the run continues from ``checkpoints/latest.pt`` (the stored config is used and
-    must describe the same run; ``train_cfg.updates`` may be raised to train longer).
+    With ``resume=True`` the run continues from its newest intact checkpoint; ``config`` must then be the
+    stored one (see :func:`resume_config`, which also applies the changes a resumed run may make).
 
     Returns
     -------
     dict
-        ``before`` and ``after`` evaluations (see :func:`~llm_cmdp_agents.evaluate.evaluate_policy`),
-        ``train_seconds``, ``updates``, ``interrupted``, ``run_dir``.
+        ``before`` and ``after`` evaluations (see :func:`~llm_cmdp_agents.evaluate.evaluate_policy`), ``eval``
+        (the evaluation settings), ``train_seconds``, ``updates``, ``interrupted``, ``status``, ``run_dir``.
     """
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS_FILE
     prior: dict[str, Any] = {}
+    ckpt = None
     if resume:
         if not is_run_dir(run_dir):
             raise FileNotFoundError(f"--resume: {run_dir} is not a run folder (no {CONFIG_FILE})")
-        stored_env, stored_pol, stored_train, _ = read_run_config(run_dir)
-        stored_train.updates = train_cfg.updates
-        env_cfg, policy_cfg, train_cfg = stored_env, stored_pol, stored_train
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
         if results_path.is_file():
             prior = json.loads(results_path.read_text())
-    elif (run_dir / "checkpoints").exists():
+    elif (run_dir / "checkpoints").exists() or results_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(
-        {"env": vars(env_cfg), "policy": vars(policy_cfg), "train": train_cfg.to_dict()}, indent=2, default=str))
+    stored = config.to_dict()
+    write_json_atomic(run_dir / CONFIG_FILE, stored)
 
-    env = make_env(env_cfg, "train")
-    test_env = make_env(env_cfg, "test")
-    policy = make_policy(policy_cfg, train_cfg.algo, env_cfg.constraint)
-    trainer = Trainer(env, policy, train_cfg, run_dir=run_dir, progress=progress)
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    env = make_env(config.env, config.env.split)
+    policy = make_policy(config.policy, config.train.algo, config.env.constraint)
+    trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
+                      budget=config.env.budget)
+    test_env = make_eval_env(config) if config.eval.n else None
 
-    def evaluate() -> dict[str, Any]:
-        return evaluate_policy(policy, test_env, eval_n, batch_size=eval_batch_size, budget=env_cfg.budget)
+    def evaluate(p: LLMPolicy) -> dict[str, Any]:
+        ev = config.eval
+        return evaluate_policy(p, test_env, ev.n, batch_size=ev.batch_size, seed=ev.seed, budget=config.env.budget)
 
-    if ckpt is not None:
-        before = prior.get("before")
-    else:
-        before = evaluate() if eval_n else None
-        if before is not None:
-            out(f"before: accuracy {before['accuracy']:.3f}  constraint satisfaction "
-                f"{_fmt(before['constraint_satisfaction'])}  mean cost {before['mean_cost']:.2f}  "
-                f"mean length {before['mean_length']:.1f}  (n={eval_n} test problems)")
+    def results(**kw: Any) -> dict[str, Any]:
+        res = {"before": before, "after": None, "eval": dataclasses.asdict(config.eval),
+               "train_seconds": trainer.train_seconds, "updates": trainer.update_idx, "interrupted": False,
+               "status": "training", "run_dir": str(run_dir), **kw}
+        write_json_atomic(results_path, res)
+        return res
+
+    before = prior.get("before") if prior.get("eval") == dataclasses.asdict(config.eval) else None
+    if before is None and config.eval.n:
+        # the untrained policy (a resumed run evaluates a fresh copy: its own weights have moved on)
+        initial = policy if ckpt is None else make_policy(config.policy, config.train.algo, config.env.constraint)
+        before = evaluate(initial)
+        del initial
+        out(f"before: {_summary(before)}  (n={config.eval.n} {config.eval.split} problems)")
     if ckpt is not None:
         trainer.load(ckpt)
         out(f"resumed from {ckpt} at update {trainer.update_idx}")
-    t0 = time.perf_counter()
+    results()  # the "before" is on disk before any training starts
     trainer.train()
-    seconds = time.perf_counter() - t0 + float(prior.get("train_seconds", 0.0))
     if trainer.interrupted:
         out(f"interrupted at update {trainer.update_idx}: resume with --resume (checkpoint in {run_dir}/checkpoints)")
-        results = {"before": before, "after": None, "train_seconds": seconds, "updates": trainer.update_idx,
-                   "interrupted": True, "run_dir": str(run_dir)}
-        results_path.write_text(json.dumps(results, indent=2))
-        return results
+        res = results(interrupted=True, status="interrupted")
+        write_run_plots(run_dir, strict=False)
+        return res
     policy.save_pretrained(run_dir / FINAL_DIR, tokenizer=env.unwrapped.tokenizer)
-    after = evaluate() if eval_n else None
+    after = evaluate(policy) if config.eval.n else None
     if after is not None:
-        out(f"after:  accuracy {after['accuracy']:.3f}  constraint satisfaction "
-            f"{_fmt(after['constraint_satisfaction'])}  mean cost {after['mean_cost']:.2f}  "
-            f"mean length {after['mean_length']:.1f}  ({trainer.update_idx} updates, {seconds:.0f} s)")
-    results = {"before": before, "after": after, "train_seconds": seconds, "updates": trainer.update_idx,
-               "interrupted": trainer.interrupted, "run_dir": str(run_dir),
-               "last_update": trainer.history[-1] if trainer.history else None}
-    results_path.write_text(json.dumps(results, indent=2))
-    return results
+        out(f"after:  {_summary(after)}  ({trainer.update_idx} updates, {trainer.train_seconds:.0f} s of training)")
+    res = results(after=after, status="finished", last_update=trainer.history[-1] if trainer.history else None)
+    write_run_plots(run_dir, strict=False)
+    return res
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a (no budget)" if x is None else f"{x:.3f}"
+def _summary(ev: dict[str, Any]) -> str:
+    sat = ev["constraint_satisfaction"]
+    return (f"accuracy {ev['accuracy']:.3f}  constraint satisfaction "
+            f"{'n/a (no budget)' if sat is None else f'{sat:.3f}'}  mean cost {ev['mean_cost']:.2f}  "
+            f"mean length {ev['mean_length']:.1f}")

@@ -11,8 +11,8 @@ matches the env's own accounting.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,11 +20,10 @@ import torch
 
 from llm_cmdp_agents.env_tools import find_wrapper
 from llm_cmdp_env.batched_scoring import BatchedScorer
-from llm_cmdp_env.divergences import divergence_cost
 from llm_cmdp_env.fast_path import Episode
 from llm_cmdp_env.wrappers import SauteWrapper
 
-__all__ = ["SauteTracker", "budgets_from_episodes"]
+__all__ = ["SauteTracker", "budget_tracker", "budgets_from_episodes", "conditions_on_budget"]
 
 
 class SauteTracker:
@@ -46,15 +45,8 @@ class SauteTracker:
         self.z: torch.Tensor | None = None
 
     def initial(self, n: int) -> torch.Tensor:
-        """The z_0 the wrapper will draw for the next ``n`` resets, in order (a copy of its generator
-        predicts them; the generator itself is untouched)."""
-        p = self.wrapper._p
-        if p.min_rel_budget == p.max_rel_budget:
-            return torch.full((n,), float(p.min_rel_budget))
-        if self.wrapper._rng is None:
-            raise RuntimeError("reset the env with a seed first: sampled Sauté budgets need the wrapper's generator")
-        rng = copy.deepcopy(self.wrapper._rng)
-        return torch.tensor([p.initial_z(rng) for _ in range(n)])
+        """The z_0 the wrapper will draw for the next ``n`` resets, in order (the generator is untouched)."""
+        return torch.as_tensor(self.wrapper.initial_budgets(n), dtype=torch.float64)
 
     def start(self, prompts: Sequence[Sequence[int]], z0: torch.Tensor) -> torch.Tensor:
         """Begin tracking a batch: prefill the teacher on the prompts."""
@@ -64,18 +56,37 @@ class SauteTracker:
         return self.z.float()
 
     def step(self, tokens: torch.Tensor, student_logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """Pay the cost of ``tokens`` (for ``active`` rows) and return the new z."""
+        """Pay the cost of ``tokens`` (for ``active`` rows) and return the new z. The cost is the env core's
+        (:meth:`~llm_cmdp_env.core.DistillSetup.step_costs`), from the log-probs the sampler attached."""
         assert self.scorer is not None and self.z is not None
         assert self.scorer.logp is not None
         t_logp = self.scorer.logp
         dev = t_logp.device
-        name = self.base.divergence.name
-        cost = divergence_cost(name, t_logp, tokens.to(dev), student_logp.to(dev).float(), None).double().cpu()
-        new_z = self.wrapper._p.next_z(self.z, cost)
-        act = active.cpu()
-        self.z = torch.where(act, new_z, self.z)
+        rows = torch.nonzero(active.to(dev)).view(-1)
+        if len(rows):
+            slp = student_logp.to(dev).float()
+            cost, _ = self.base.setup.step_costs(t_logp[rows], tokens.to(dev)[rows], slp[rows],
+                                                  slp[rows].gather(-1, tokens.to(dev)[rows, None])[:, 0])
+            r = rows.cpu()
+            self.z[r] = self.wrapper.constraint.next_z(self.z[r], torch.from_numpy(cost))
         self.scorer.step(tokens.to(dev), active.to(dev))
         return self.z.float()
+
+
+def conditions_on_budget(constraint: str) -> bool:
+    """Whether a policy trained under the named constraint should read the budget state (Sauté's augmented
+    observation): the default of ``PolicyConfig.budget_conditioning``."""
+    return constraint == "saute"
+
+
+def budget_tracker(policy: Any, env: gym.Env) -> SauteTracker | None:
+    """A tracker of the budget state for sampling, when the policy is budget-conditioned (then the stack must
+    have a ``SauteWrapper``); None otherwise."""
+    if not policy.budget_conditioned:
+        return None
+    if find_wrapper(env, SauteWrapper) is None:
+        raise ValueError("the policy is budget-conditioned but the env stack has no SauteWrapper")
+    return SauteTracker(env)
 
 
 def budgets_from_episodes(z0: torch.Tensor, episodes: Sequence[Episode]) -> list[torch.Tensor]:

@@ -98,3 +98,17 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     if not ids:
         raise ValueError("the tokenizer and model define no EOS token; episodes could never terminate")
     return frozenset(ids)
+
+
+_POSITION_KEYS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
+
+
+def max_positions(model: PreTrainedModel) -> int | None:
+    """The longest sequence the model's position table allows (``n_positions``, ``max_position_embeddings``, ...),
+    or None when its config states none."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for key in _POSITION_KEYS:
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

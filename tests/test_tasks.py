@@ -1,14 +1,17 @@
-"""Dataset loading: GSM8K jsonl, malformed lines, missing files, unknown names."""
+"""Dataset loading: GSM8K jsonl, malformed lines, missing files, unknown names (the data folder, import, fetch
+and the split rules for paths are in test_data.py)."""
 
 import json
 
 import numpy as np
 import pytest
 
+from llm_cmdp_env.data import dataset_path
 from llm_cmdp_env.tasks import load_task
-from llm_cmdp_env.tasks.gsm8k import JsonlTask, gsm8k_path
+from llm_cmdp_env.tasks.gsm8k import gsm8k_path
+from llm_cmdp_env.tasks.jsonl import JsonlTask
 
-GSM8K_TEST = gsm8k_path("test")
+GSM8K_TEST = dataset_path("gsm8k", "test")
 
 
 @pytest.mark.skipif(GSM8K_TEST is None, reason="shared GSM8K data not found")
@@ -18,7 +21,8 @@ def test_gsm8k_from_shared_jsonl():
     first = task[0]
     assert first.answer == "18" and first.question.startswith("Janet")
     assert first.source == "gsm8k"
-    assert load_task(str(GSM8K_TEST))[0].answer == "18"
+    assert load_task(str(GSM8K_TEST))[0].answer == "18"  # the file itself (split=None)
+    assert gsm8k_path("test") == GSM8K_TEST  # the older helper is the same search
     rng1, rng2 = np.random.default_rng(0), np.random.default_rng(0)
     assert task.sample(rng1) == task.sample(rng2)
 
@@ -42,5 +46,7 @@ def test_missing_file_and_unknown_name(tmp_path):
         load_task(str(tmp_path / "nope.jsonl"))
     with pytest.raises(ValueError, match="arithmetic"):
         load_task("mnist")
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ValueError, match=r"split='validation'.*\('train', 'test'\)"):
         load_task("gsm8k", "validation")
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_task("arithmetic", "validation")

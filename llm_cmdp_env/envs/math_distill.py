@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from llm_cmdp_env.actions import TokenAction, parse_action
-from llm_cmdp_env.divergences import divergence_cost
-from llm_cmdp_env.envs.setup import DistillSetup
+from llm_cmdp_env.core import DistillSetup, ScoredCompletion
 from llm_cmdp_env.scoring import IncrementalScorer
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.verify import DEFAULT_TIMEOUT
@@ -35,16 +34,19 @@ class MathDistillEnv(gym.Env):
         not attach its own log-probs to the action (:class:`~llm_cmdp_env.actions.TokenAction`). Must
         share the teacher's vocabulary. Pass the very model your algorithm trains.
     dataset : str, path or task
-        ``"arithmetic"`` (procedural, default), ``"gsm8k"``, or a path to a jsonl with question/answer.
-    split : str
-        ``"train"`` or ``"test"``.
+        ``"arithmetic"`` (procedural, default), ``"gsm8k"``, ``"math500"`` (found by name in the data folder,
+        see docs/data.md), a jsonl file or a folder of ``<split>.jsonl`` files, or a task object.
+    split : str, optional
+        ``"train"`` or ``"test"``; None is the dataset's default (train; MATH-500's only split, test; a
+        file path's own data).
     divergence : str
         ``"teacher_nll"`` (default), ``"log_ratio"``, ``"reverse_kl"`` or ``"forward_kl"``.
     max_new_tokens : int
         Episode length limit; reaching it truncates the episode.
     max_prompt_tokens : int
         Longest prompt accepted (observations have length ``max_prompt_tokens + max_new_tokens``). A
-        longer prompt is an error, never silently cut.
+        longer prompt is an error, never silently cut. The sum must fit the teacher's (and student's)
+        position table: checked at construction.
     device : str
         Torch device for the models (``"cpu"``, ``"cuda"``, ...).
     dtype : str or torch.dtype, optional
@@ -56,7 +58,7 @@ class MathDistillEnv(gym.Env):
     tokenizer : tokenizer, optional
         Overrides the tokenizer loaded with the teacher.
     verify_timeout : float
-        Seconds the answer check may take before the answer is judged incorrect.
+        Seconds the answer check may take before the answer is judged incorrect (finite, in (0, 3600]).
     format_reward : float
         Added to the reward (and reported as ``info["format_reward"]``) when the completion states its
         answer on a ``#### N`` line; 0 by default.
@@ -74,7 +76,7 @@ class MathDistillEnv(gym.Env):
         teacher: Any = "zoo:teacher",
         student: Any = None,
         dataset: Any = "arithmetic",
-        split: str = "train",
+        split: str | None = None,
         divergence: str = "teacher_nll",
         max_new_tokens: int = 128,
         max_prompt_tokens: int = 512,
@@ -113,7 +115,7 @@ class MathDistillEnv(gym.Env):
         self.prompt_ids: list[int] = []
         self.generated: list[int] = []
         self._done = True
-        self._preloaded: dict[str, np.ndarray] | None = None
+        self._scores: ScoredCompletion | None = None
 
     # ------------------------------------------------------------------ episode control
     def encode_problem(self, problem: Problem) -> list[int]:
@@ -126,11 +128,10 @@ class MathDistillEnv(gym.Env):
         ``options={"problem": Problem | int}`` picks a specific problem (an int indexes the dataset).
         """
         super().reset(seed=seed)
-        problem = self.setup.pick_problem((options or {}).get("problem"), self.np_random)
-        self.problem = problem
-        self.prompt_ids = self.encode_problem(problem)
+        opts = self.setup.reset_options(options, ("problem",))
+        self.problem, self.prompt_ids, info = self.setup.start(opts.get("problem"), self.np_random)
         self.generated = []
-        self._preloaded = None
+        self._scores = None
         self._teacher_scorer.reset(self.prompt_ids)
         if self.setup.uses_student_model:
             self._student_scorer.reset(self.prompt_ids)
@@ -140,8 +141,6 @@ class MathDistillEnv(gym.Env):
         self._ids[:p] = self.prompt_ids
         self._mask[:p] = 1
         self._done = False
-        info = {"question": problem.question, "reference": problem.answer,
-                "problem_index": problem.index, "prompt_length": p}
         if self.render_mode == "human":
             self.render()
         return self._obs(), info
@@ -163,19 +162,22 @@ class MathDistillEnv(gym.Env):
         take ``student_logprobs`` ``[T, V]`` (or ``student_token_logprobs`` ``[T]`` for ``log_ratio``), or
         the env's ``student`` model.
         """
-        if self._done or self.generated:
-            raise RuntimeError("preload() must be called right after reset(), before any step()")
-        from llm_cmdp_env.fast_path import score_completions
-
-        assert self.problem is not None
-        self._preloaded = score_completions(
-            self, [self.problem], [list(completion_ids)],
+        self._check_fresh()
+        self.use_scores(self.setup.score(
+            [self.problem], [completion_ids],
             None if student_logprobs is None else [student_logprobs],
             None if student_token_logprobs is None else [student_token_logprobs],
-        )[0]
+        )[0])
 
-    def _check_token(self, token: Any) -> int:
-        return parse_action(token, self.vocab_size).token
+    def use_scores(self, scores: ScoredCompletion | None) -> None:
+        """Step through a completion already scored by :meth:`DistillSetup.score` (the fast path scores a batch
+        at once): call right after ``reset``; each ``step`` must then take the next of ``scores.tokens``."""
+        self._check_fresh()
+        self._scores = scores
+
+    def _check_fresh(self) -> None:
+        if self._done or self.generated:
+            raise RuntimeError("preload()/use_scores() must be called right after reset(), before any step()")
 
     def step(self, action: int | TokenAction):
         """Append one token; return ``(obs, reward, terminated, truncated, info)`` with ``info["cost"]``."""
@@ -184,14 +186,14 @@ class MathDistillEnv(gym.Env):
         act = parse_action(action, self.vocab_size)
         token = act.token
         t = len(self.generated)
-        if self._preloaded is not None:
-            pre = self._preloaded
-            if t >= len(pre["tokens"]) or pre["tokens"][t] != token:
+        if self._scores is not None:
+            pre = self._scores
+            if t >= len(pre.tokens) or pre.tokens[t] != token:
                 raise ValueError(
                     f"step {t}: action {token} differs from the preloaded completion; "
                     "call reset() and preload() again to change the completion"
                 )
-            cost, t_tok = float(pre["cost"][t]), float(pre["teacher_logprob"][t])
+            cost, t_tok = float(pre.cost[t]), float(pre.teacher_logprob[t])
         else:
             cost, t_tok = self._score_step(act)
 
@@ -203,8 +205,7 @@ class MathDistillEnv(gym.Env):
         self._ids[pos] = token
         self._mask[pos] = 1
 
-        terminated = token in self.eos_ids
-        truncated = (not terminated) and len(self.generated) >= self.max_new_tokens
+        terminated, truncated = self.setup.is_done(token, t + 1)
         info: dict[str, Any] = {"cost": cost, "task_reward": 0.0, "teacher_logprob": t_tok}
         reward = 0.0
         if terminated or truncated:
@@ -214,21 +215,12 @@ class MathDistillEnv(gym.Env):
         return self._obs(), reward, terminated, truncated, info
 
     def _score_step(self, act: TokenAction) -> tuple[float, float]:
-        t_logp = self._teacher_scorer.logprobs()
         student = self._student_scorer if self.setup.uses_student_model else None
-        s_full, s_tok = self.setup.student_logprobs(
-            t_logp.device, act.logprobs, act.logprob,
-            (lambda: student.logprobs()) if student is not None else None,
+        cost, t_tok = self.setup.step_costs(
+            self._teacher_scorer.logprobs()[None], [act.token], act.logprobs, act.logprob,
+            (lambda: student.logprobs()[None]) if student is not None else None,
         )
-        if s_full is not None:
-            s_full = s_full.view(1, -1)
-            if s_full.shape[-1] != self.vocab_size:
-                raise ValueError(
-                    f"TokenAction.logprobs has {s_full.shape[-1]} entries, the vocabulary {self.vocab_size}"
-                )
-        actions = torch.tensor([act.token], device=t_logp.device)
-        cost = divergence_cost(self.divergence.name, t_logp[None], actions, s_full, s_tok)
-        return float(cost[0]), float(t_logp[act.token])
+        return float(cost[0]), float(t_tok[0])
 
     def _finish(self, info: dict[str, Any]) -> float:
         """End of episode: judge the answer, free the caches, fill the final info."""

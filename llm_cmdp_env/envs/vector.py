@@ -18,9 +18,9 @@ from gymnasium.vector.utils import batch_space
 
 from llm_cmdp_env.actions import parse_vector_action
 from llm_cmdp_env.batched_scoring import BatchedScorer
-from llm_cmdp_env.divergences import divergence_cost
-from llm_cmdp_env.envs.setup import DistillSetup
+from llm_cmdp_env.core import DistillSetup
 from llm_cmdp_env.tasks import Problem
+from llm_cmdp_env.validation import check_positive_int
 
 
 class MathDistillVectorEnv(VectorEnv):
@@ -41,8 +41,7 @@ class MathDistillVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        num_envs = check_positive_int(num_envs, "num_envs")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None for the vector env, got {render_mode!r}")
         self.num_envs = int(num_envs)
@@ -68,7 +67,6 @@ class MathDistillVectorEnv(VectorEnv):
         self._gen_len = np.zeros(n, dtype=np.int64)  # so a step's bookkeeping is vectorised over rows
         self._autoreset = np.zeros(n, dtype=bool)
         self._started = False
-        self._eos = np.array(sorted(su.eos_ids), dtype=np.int64)
 
     # ------------------------------------------------------------------ reset
     def _rng(self, i: int) -> np.random.Generator:
@@ -81,8 +79,7 @@ class MathDistillVectorEnv(VectorEnv):
         su = self.setup
         prompts = []
         for i, opt in zip(rows, problem_opts):
-            problem = su.pick_problem(opt, self._rng(i))
-            ids = su.encode_problem(problem)
+            problem, ids, info = su.start(opt, self._rng(i))
             self.problems[i], self.prompt_ids[i], self.generated[i] = problem, ids, []
             self._prompt_len[i], self._gen_len[i] = len(ids), 0
             prompts.append(ids)
@@ -90,8 +87,6 @@ class MathDistillVectorEnv(VectorEnv):
             self._mask[i] = 0
             self._ids[i, : len(ids)] = ids
             self._mask[i, : len(ids)] = 1
-            info = {"question": problem.question, "reference": problem.answer,
-                    "problem_index": problem.index, "prompt_length": len(ids)}
             infos = self._add_info(infos, info, i)
         self._teacher.reset_rows(rows, prompts)
         if self._student is not None:
@@ -102,10 +97,11 @@ class MathDistillVectorEnv(VectorEnv):
         """Reset all rows (or those in ``options["reset_mask"]``); row i is seeded ``seed + i``."""
         super().reset(seed=seed)  # seeds self.np_random, as VectorEnv does
         n = self.num_envs
-        options = dict(options or {})
-        mask = np.asarray(options.pop("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
-        if mask.shape != (n,):
-            raise ValueError(f"options['reset_mask'] must have shape ({n},), got {mask.shape}")
+        options = self.setup.reset_options(options, ("problems", "reset_mask"))
+        mask = np.asarray(options.pop("reset_mask", np.ones(n, dtype=bool)))
+        if mask.dtype != np.bool_ or mask.shape != (n,):
+            raise ValueError(f"options['reset_mask'] must be a boolean array of shape ({n},), got dtype {mask.dtype} "
+                             f"and shape {mask.shape}")
         if not self._started and not mask.all():
             raise ValueError("the first reset must reset every sub-env")
         if seed is None:
@@ -139,26 +135,14 @@ class MathDistillVectorEnv(VectorEnv):
             self._student.release_rows(rows)
 
     # ------------------------------------------------------------------ step
-    def _costs(
-        self, rows: np.ndarray, tokens: np.ndarray, logprobs: Any, logprob: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        su = self.setup
+    def _costs(self, rows: np.ndarray, tokens: np.ndarray, logprobs: Any, logprob: Any) -> tuple[np.ndarray, ...]:
         assert self._teacher.logp is not None
-        dev = self._teacher.logp.device
-        idx = torch.as_tensor(rows, device=dev)
-        t_logp = self._teacher.logp[idx]
-        acts = torch.as_tensor(tokens[rows], device=dev)
+        idx = torch.as_tensor(rows, device=self._teacher.logp.device)
         student = self._student
-        s_full, s_tok = su.student_logprobs(
-            dev, logprobs, logprob, (lambda: student.logp) if student is not None else None
+        return self.setup.step_costs(
+            self._teacher.logp[idx], tokens[rows], logprobs, logprob,
+            (lambda: student.logp[idx]) if student is not None else None, select=(idx, self.num_envs),
         )
-        if s_full is not None and logprobs is not None and s_full.shape != (self.num_envs, su.vocab_size):
-            raise ValueError(f"logprobs must have shape ({self.num_envs}, {su.vocab_size}), got {tuple(s_full.shape)}")
-        s_full = s_full[idx] if s_full is not None else None
-        s_tok = s_tok.view(-1)[idx] if s_tok is not None else None
-        cost = divergence_cost(su.divergence.name, t_logp, acts, s_full, s_tok)
-        t_tok = t_logp.gather(-1, acts[:, None])[:, 0]
-        return cost.double().cpu().numpy(), t_tok.double().cpu().numpy()
 
     def step(self, actions: Any):
         """Advance every row by one token (rows that ended last step are reset instead)."""
@@ -182,8 +166,7 @@ class MathDistillVectorEnv(VectorEnv):
             self._gen_len[rows] += 1
             for i in rows.tolist():
                 self.generated[i].append(int(tokens[i]))
-            terminated[rows] = np.isin(tokens[rows], self._eos)
-            truncated[rows] = ~terminated[rows] & (self._gen_len[rows] >= su.max_new_tokens)
+            terminated[rows], truncated[rows] = su.is_done(tokens[rows], self._gen_len[rows])
         done = terminated | truncated
         continuing = torch.as_tensor(active & ~done)
         tok_t = torch.as_tensor(tokens)

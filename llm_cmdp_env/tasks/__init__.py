@@ -8,10 +8,12 @@ from typing import Protocol
 
 import numpy as np
 
+from llm_cmdp_env.data import REGISTRY, find_dataset_file, resolve_dataset_path
 from llm_cmdp_env.tasks.base import Problem
+from llm_cmdp_env.tasks.jsonl import JsonlTask
 
-DATASETS = ("arithmetic", "gsm8k")
-"""Names accepted by ``dataset=`` (besides a path to a jsonl file)."""
+DATASETS = ("arithmetic", *REGISTRY)
+"""Names accepted by ``dataset=`` (besides a path to a jsonl file or a folder of split files)."""
 
 
 class Task(Protocol):
@@ -24,35 +26,58 @@ class Task(Protocol):
     def __len__(self) -> int: ...
 
 
-def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str = "train") -> Task:
+def _is_path(name: str) -> bool:
+    """A ``dataset=`` string that is not a registered name is a path if it looks like one or exists."""
+    seps = [os.sep] + ([os.altsep] if os.altsep else [])
+    return name.endswith(".jsonl") or any(sep in name for sep in seps) or Path(name).exists()
+
+
+def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str | None = None) -> Task:
     """Build the task named by ``dataset``.
 
     Parameters
     ----------
     dataset : str, path or task object
-        ``"arithmetic"`` (procedural, the embedded default), ``"gsm8k"``, a path to a jsonl file with
-        ``question``/``answer`` fields, or any object with ``sample(rng)``, ``__getitem__`` and ``__len__``.
-    split : str
-        ``"train"`` or ``"test"`` (ignored for a jsonl path).
+        ``"arithmetic"`` (procedural, the embedded default); a dataset name of
+        :data:`llm_cmdp_env.data.REGISTRY` (``"gsm8k"``, ``"math500"``), read from the data folder (see
+        :mod:`llm_cmdp_env.data`; never downloaded here); a path to a jsonl file or to a folder holding
+        ``<split>.jsonl`` files, GSM8K format (``question``/``answer`` ending in ``#### N``) or MATH format
+        (``problem``/``answer``); or any object with ``sample(rng)``, ``__getitem__`` and ``__len__``
+        (returned as is, ``split`` ignored).
+    split : str, optional
+        None means the default: ``"train"`` for ``"arithmetic"``, gsm8k and a folder, the only split
+        ``"test"`` for math500, and the file itself for a file path. A file path never serves two splits:
+        a file named ``train``/``validation``/``test.jsonl`` is that split only, any other file only
+        ``split=None``/``"train"`` (see :func:`llm_cmdp_env.data.resolve_dataset_path`).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, a split the dataset does not have, a split a file is not, or a malformed line.
+    FileNotFoundError
+        A named dataset's file is missing (the message lists the paths tried and the fix), or a path is.
     """
+    if split is not None and not isinstance(split, str):
+        raise TypeError(f"split must be a string or None, got {type(split).__name__}")
     if not isinstance(dataset, (str, os.PathLike)):
         if all(hasattr(dataset, m) for m in ("sample", "__getitem__", "__len__")):
             return dataset
         raise TypeError(f"dataset must be a name, a path or a task object, got {type(dataset).__name__}")
-    name = str(dataset)
-    if name == "arithmetic":
+    if isinstance(dataset, str) and dataset == "arithmetic":
         from llm_cmdp_env.tasks.arithmetic import ArithmeticTask
 
-        return ArithmeticTask(split=split)
-    if name == "gsm8k":
-        from llm_cmdp_env.tasks.gsm8k import Gsm8kTask
-
-        return Gsm8kTask(split=split)
-    if name.endswith(".jsonl") or os.sep in name or Path(name).exists():
-        from llm_cmdp_env.tasks.gsm8k import JsonlTask
-
-        return JsonlTask(name)
-    raise ValueError(f"unknown dataset {name!r}: expected one of {DATASETS} or a path to a .jsonl file")
+        return ArithmeticTask(split="train" if split is None else split)
+    if isinstance(dataset, str) and dataset in REGISTRY:
+        spec = REGISTRY[dataset]
+        s = spec.check_split(split)
+        return JsonlTask(find_dataset_file(dataset, s), source=dataset, parse=spec.parse, split=s)
+    if isinstance(dataset, os.PathLike) or _is_path(dataset):
+        path, s = resolve_dataset_path(dataset, split)
+        return JsonlTask(path, split=s)
+    raise ValueError(
+        f"unknown dataset {dataset!r}: expected one of {DATASETS}, a path to a .jsonl file or a folder of "
+        f"<split>.jsonl files, or a task object"
+    )
 
 
 __all__ = ["DATASETS", "Problem", "Task", "load_task"]

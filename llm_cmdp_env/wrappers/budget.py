@@ -2,26 +2,20 @@ r"""The budget reward of arXiv 2509.22921: Sauté's budget accounting without au
 
 from __future__ import annotations
 
-from typing import Any, SupportsFloat
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import gymnasium as gym
-import numpy as np
-from gymnasium.vector import VectorEnv, VectorWrapper
-
-from llm_cmdp_env.wrappers._common import (
-    check_next_step_autoreset,
-    check_real,
-    copy_options,
-    force_vector_reset,
-    keep_raw,
-    reset_mask_of,
-    set_vector_info,
-    step_cost,
-    vector_costs,
-    vector_task_rewards,
+from llm_cmdp_env.validation import check_bool, check_real
+from llm_cmdp_env.wrappers.constraint import (
+    Constraint,
+    ConstraintWrapper,
+    State,
+    VectorConstraintWrapper,
+    maximum,
+    where,
 )
 
-__all__ = ["BudgetRewardWrapper", "VectorBudgetRewardWrapper", "budget_reward"]
+__all__ = ["BudgetReward", "BudgetRewardWrapper", "VectorBudgetRewardWrapper", "budget_reward"]
 
 
 def budget_reward(
@@ -37,31 +31,14 @@ def budget_reward(
     with :math:`k` = ``overrun_penalty``. The overrun term telescopes: over an episode it sums to
     :math:`-k \max(0, C_T - d)`.
     """
-    if type(cost_after) is float and type(cost_before) is float:  # one env: plain floats, ~10x faster than ufuncs
-        kept = unsafe_reward if cost_after > budget else reward
-        if overrun_penalty == 0.0:
-            return kept
-        return kept - overrun_penalty * (max(0.0, cost_after - budget) - max(0.0, cost_before - budget))
-    over_before = np.maximum(0.0, cost_before - budget)
-    over_after = np.maximum(0.0, cost_after - budget)
-    kept = np.where(cost_after > budget, unsafe_reward, reward)
+    kept = where(cost_after > budget, unsafe_reward, reward)
     if overrun_penalty == 0.0:
         return kept
-    return kept - overrun_penalty * (over_after - over_before)
+    return kept - overrun_penalty * (maximum(0.0, cost_after - budget) - maximum(0.0, cost_before - budget))
 
 
-class _BudgetParams:
-    def __init__(self, budget: float, unsafe_reward: float, overrun_penalty: float,
-                 terminate_on_violation: bool) -> None:
-        self.budget = check_real(budget, "budget")
-        self.unsafe_reward = check_real(unsafe_reward, "unsafe_reward")
-        self.overrun_penalty = check_real(overrun_penalty, "overrun_penalty", nonnegative=True)
-        if not isinstance(terminate_on_violation, (bool, np.bool_)):
-            raise TypeError(f"terminate_on_violation must be a bool, got {terminate_on_violation!r}")
-        self.terminate_on_violation = bool(terminate_on_violation)
-
-
-class BudgetRewardWrapper(gym.Wrapper):
+@dataclass(frozen=True)
+class BudgetReward(Constraint):
     r"""The paper's budget reward: Sauté's accounting, no state augmentation, no teacher at deployment.
 
     With :math:`C_t = \sum_{s \le t} c_s` the running cost (``info["cost"]``), :math:`d` the budget and
@@ -88,8 +65,6 @@ class BudgetRewardWrapper(gym.Wrapper):
 
     Parameters
     ----------
-    env : gymnasium.Env
-        Any env whose step info carries ``"cost"``.
     budget : float
         The episode cost budget :math:`d` (any finite number; costs may be negative).
     unsafe_reward : float
@@ -102,119 +77,39 @@ class BudgetRewardWrapper(gym.Wrapper):
         End the episode at the first step over budget (default False).
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        budget: float,
-        unsafe_reward: float = 0.0,
-        overrun_penalty: float = 0.0,
-        terminate_on_violation: bool = False,
-    ) -> None:
-        super().__init__(env)
-        p = _BudgetParams(budget, unsafe_reward, overrun_penalty, terminate_on_violation)
-        self.budget = p.budget
-        self.unsafe_reward = p.unsafe_reward
-        self.overrun_penalty = p.overrun_penalty
-        self.terminate_on_violation = p.terminate_on_violation
-        self.episode_cost = 0.0
+    budget: float
+    unsafe_reward: float = 0.0
+    overrun_penalty: float = 0.0
+    terminate_on_violation: bool = False
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        """Reset the env and the running cost."""
-        self.episode_cost = 0.0
-        return self.env.reset(seed=seed, options=options)
+    state_fields: ClassVar[dict[str, float | bool | int]] = {"episode_cost": 0.0}
+    terminated_key: ClassVar[str] = "budget_terminated"
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the env and shape the reward from the running cost."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = step_cost(info, type(self).__name__)
-        keep_raw(info, float(reward))
-        before = self.episode_cost
-        self.episode_cost = before + cost
-        new_reward = float(budget_reward(float(reward), before, self.episode_cost, self.budget,
-                                         self.unsafe_reward, self.overrun_penalty))
-        violated = self.episode_cost > self.budget
-        info["episode_cost"] = self.episode_cost
-        info["budget_remaining"] = self.budget - self.episode_cost
-        info["budget_overrun"] = max(0.0, self.episode_cost - self.budget)
-        info["constraint_violated"] = violated
-        if self.terminate_on_violation and violated and not (terminated or truncated):
-            terminated = True
-            info["budget_terminated"] = True
-        return obs, new_reward, terminated, truncated, info
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "budget", check_real(self.budget, "budget"))
+        set_(self, "unsafe_reward", check_real(self.unsafe_reward, "unsafe_reward"))
+        set_(self, "overrun_penalty", check_real(self.overrun_penalty, "overrun_penalty", nonnegative=True))
+        set_(self, "terminate_on_violation", check_bool(self.terminate_on_violation, "terminate_on_violation"))
+
+    def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
+        before = state.episode_cost
+        after = state.episode_cost = before + cost
+        d = self.budget
+        violated = after > d
+        new_reward = budget_reward(reward, before, after, d, self.unsafe_reward, self.overrun_penalty)
+        extra = {"episode_cost": after, "budget_remaining": d - after, "budget_overrun": maximum(0.0, after - d),
+                 "constraint_violated": violated}
+        return new_reward, extra, violated if self.terminate_on_violation else False
 
 
-class VectorBudgetRewardWrapper(VectorWrapper):
-    """Vector version of :class:`BudgetRewardWrapper` (NEXT_STEP autoreset); same parameters and reward.
+class BudgetRewardWrapper(ConstraintWrapper):
+    """Single-env wrapper of :class:`BudgetReward` (its parameters after ``env``)."""
 
-    Each sub-env keeps its own running cost, reset on its autoreset step (where no cost is counted and
-    the zero reward passes through). With ``terminate_on_violation``, a sub-episode the wrapper ends is
-    not ended in the inner vector env, so on the following step the inner env takes one more, ignored,
-    step for it and is then reset with ``reset(options={"reset_mask": ...})``: seen from outside that step
-    is the usual autoreset step (reset observation and info, reward 0, not done). The inner vector env
-    must accept ``reset_mask`` (``SyncVectorEnv`` and ``AsyncVectorEnv`` do).
-    """
+    rule = BudgetReward
 
-    def __init__(
-        self,
-        env: VectorEnv,
-        budget: float,
-        unsafe_reward: float = 0.0,
-        overrun_penalty: float = 0.0,
-        terminate_on_violation: bool = False,
-    ) -> None:
-        super().__init__(env)
-        check_next_step_autoreset(env, type(self).__name__)
-        p = _BudgetParams(budget, unsafe_reward, overrun_penalty, terminate_on_violation)
-        self.budget = p.budget
-        self.unsafe_reward = p.unsafe_reward
-        self.overrun_penalty = p.overrun_penalty
-        self.terminate_on_violation = p.terminate_on_violation
-        self.episode_cost = np.zeros(self.num_envs)
-        self._prev_dones = np.zeros(self.num_envs, dtype=np.bool_)
-        self._forced = np.zeros(self.num_envs, dtype=np.bool_)
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset the (masked) sub-envs and their running costs."""
-        mask = reset_mask_of(options, self.num_envs)
-        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
-        self.episode_cost[mask] = 0.0
-        self._prev_dones[mask] = False
-        self._forced[mask] = False
-        return obs, infos
+class VectorBudgetRewardWrapper(VectorConstraintWrapper):
+    """Vector-env wrapper of :class:`BudgetReward` (its parameters after ``env``; NEXT_STEP autoreset)."""
 
-    def step(self, actions: Any):
-        """Step all sub-envs and shape each reward from its running cost."""
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        terminations = np.array(terminations, dtype=np.bool_)
-        truncations = np.array(truncations, dtype=np.bool_)
-        if self._forced.any():
-            obs, infos = force_vector_reset(self.env, self._forced, obs, infos)
-            rewards[self._forced] = 0.0
-            terminations[self._forced] = False
-            truncations[self._forced] = False
-        autoreset = self._prev_dones
-        stepped = ~autoreset
-        self.episode_cost[autoreset] = 0.0
-        costs = vector_costs(infos, stepped, type(self).__name__)
-        vector_task_rewards(infos, rewards, stepped)
-        before = self.episode_cost.copy()
-        self.episode_cost[stepped] = before[stepped] + costs[stepped]
-        shaped = budget_reward(rewards, before, self.episode_cost, self.budget, self.unsafe_reward,
-                               self.overrun_penalty)
-        new_rewards = np.where(stepped, shaped, rewards)
-        violated = self.episode_cost > self.budget
-        set_vector_info(infos, "episode_cost", self.episode_cost.copy(), stepped)
-        set_vector_info(infos, "budget_remaining", self.budget - self.episode_cost, stepped)
-        set_vector_info(infos, "budget_overrun", np.maximum(0.0, self.episode_cost - self.budget), stepped)
-        set_vector_info(infos, "constraint_violated", violated, stepped)
-        inner_done = terminations | truncations
-        forced = np.zeros(self.num_envs, dtype=np.bool_)
-        if self.terminate_on_violation:
-            forced = stepped & violated & ~inner_done
-            if forced.any():
-                terminations = terminations | forced
-                set_vector_info(infos, "budget_terminated", forced, forced)
-        self._forced = forced
-        self._prev_dones = terminations | truncations
-        return obs, new_rewards, terminations, truncations, infos
+    rule = BudgetReward

@@ -1,78 +1,117 @@
-"""Build a constraint-handling stack by name: the one place that lists the names.
+"""Build a constraint-handling stack by name: the one registry of names.
 
 ``apply_constraint(env, "budget", budget=40.0)`` is what ``gym.make("MathDistill-v0", constraint="budget",
-budget=40.0)`` calls; ``apply_vector_constraint`` is its vector twin.
+budget=40.0)`` calls; ``apply_vector_constraint`` is its vector twin. A new rule is registered with one call
+(or one line in :data:`REGISTRY`), see :func:`register_constraint` and docs/architecture.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
-from llm_cmdp_env.wrappers.budget import BudgetRewardWrapper, VectorBudgetRewardWrapper
-from llm_cmdp_env.wrappers.distill import DistillRewardWrapper, VectorDistillRewardWrapper
-from llm_cmdp_env.wrappers.lagrangian import (
-    FixedLagrangianWrapper,
-    LearnedLagrangianWrapper,
-    VectorFixedLagrangianWrapper,
-    VectorLearnedLagrangianWrapper,
-)
-from llm_cmdp_env.wrappers.saute import SauteWrapper, VectorSauteWrapper
+from llm_cmdp_env.wrappers.budget import BudgetReward
+from llm_cmdp_env.wrappers.constraint import Constraint, ConstraintWrapper, VectorConstraintWrapper
+from llm_cmdp_env.wrappers.distill import DistillReward
+from llm_cmdp_env.wrappers.lagrangian import FixedLagrangian, LearnedLagrangian
+from llm_cmdp_env.wrappers.saute import Saute
 from llm_cmdp_env.wrappers.stats import CostEpisodeStatistics, VectorCostEpisodeStatistics
-from llm_cmdp_env.wrappers.worst_case import VectorWorstCaseWrapper, WorstCaseWrapper
+from llm_cmdp_env.wrappers.worst_case import WorstCase
 
-__all__ = ["CONSTRAINTS", "apply_constraint", "apply_vector_constraint"]
+__all__ = ["CONSTRAINTS", "REGISTRY", "ConstraintSpec", "apply_constraint", "apply_vector_constraint",
+           "register_constraint"]
 
-#: The constraint names accepted by :func:`apply_constraint` (and ``gym.make(..., constraint=...)``),
-#: each with what it does. ``None`` means ``"none"``.
-CONSTRAINTS: dict[str, str] = {
-    "none": "reward unchanged (task reward); episode statistics only",
-    "budget": "the paper's budget reward (BudgetRewardWrapper): task reward forfeited once the episode "
-              "cost exceeds the budget; needs budget",
-    "saute": "Sauté RL (SauteWrapper): remaining normalised budget appended to the observation; needs budget",
-    "lagrangian": "fixed-multiplier soft Lagrangian r - lam*c (FixedLagrangianWrapper); needs lam",
-    "learned-lagrangian": "learned multiplier, dual ascent or PID (LearnedLagrangianWrapper); needs budget",
-    "worst-case": "per-prefix mean-cost bound, absorbing violation (WorstCaseWrapper); budget is the "
-                  "per-token bound",
-    "distill": "pure distillation baseline, reward = -cost (DistillRewardWrapper)",
+_BUDGET_USES = ("required", "stats", "bound")
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """One registered constraint name.
+
+    Attributes
+    ----------
+    rule : Constraint subclass or None
+        The rule (None: no reward change, statistics only).
+    budget : str
+        How ``budget=`` is used: ``"required"`` (the rule's episode-cost budget, passed to it), ``"stats"``
+        (optional; it only feeds ``constraint_satisfied``), ``"bound"`` (required, passed to the rule, but not
+        an episode-cost budget: the statistics take ``constraint_satisfied`` from the rule's own flag).
+    help : str
+        One line for ``--help`` and the docs.
+    needs : tuple of str
+        Keyword arguments the rule requires (besides ``budget``), named in the error when missing.
+    """
+
+    rule: type[Constraint] | None
+    budget: str
+    help: str
+    needs: tuple[str, ...] = ()
+
+
+#: Every constraint name accepted by :func:`apply_constraint` (and ``gym.make(..., constraint=...)``).
+REGISTRY: dict[str, ConstraintSpec] = {
+    "none": ConstraintSpec(None, "stats", "reward unchanged (task reward); episode statistics only"),
+    "budget": ConstraintSpec(BudgetReward, "required", "the paper's budget reward (BudgetRewardWrapper): task reward "
+                             "forfeited once the episode cost exceeds the budget; needs budget"),
+    "saute": ConstraintSpec(Saute, "required", "Sauté RL (SauteWrapper): remaining normalised budget appended to "
+                            "the observation; needs budget"),
+    "lagrangian": ConstraintSpec(FixedLagrangian, "stats", "fixed-multiplier soft Lagrangian r - lam*c "
+                                 "(FixedLagrangianWrapper); needs lam", needs=("lam",)),
+    "learned-lagrangian": ConstraintSpec(LearnedLagrangian, "required", "learned multiplier, dual ascent or PID "
+                                         "(LearnedLagrangianWrapper); needs budget"),
+    "worst-case": ConstraintSpec(WorstCase, "bound", "per-prefix mean-cost bound, absorbing violation "
+                                 "(WorstCaseWrapper); budget is the per-token bound"),
+    "distill": ConstraintSpec(DistillReward, "stats", "pure distillation baseline, reward = -cost "
+                              "(DistillRewardWrapper)"),
 }
 
-# name -> (single-env wrapper, vector wrapper, budget use: "required" by the wrapper, or "stats" only)
-_WRAPPERS: dict[str, tuple[Any, Any, str]] = {
-    "none": (None, None, "stats"),
-    "budget": (BudgetRewardWrapper, VectorBudgetRewardWrapper, "required"),
-    "saute": (SauteWrapper, VectorSauteWrapper, "required"),
-    "lagrangian": (FixedLagrangianWrapper, VectorFixedLagrangianWrapper, "stats"),
-    "learned-lagrangian": (LearnedLagrangianWrapper, VectorLearnedLagrangianWrapper, "required"),
-    "worst-case": (WorstCaseWrapper, VectorWorstCaseWrapper, "required"),
-    "distill": (DistillRewardWrapper, VectorDistillRewardWrapper, "stats"),
-}
-assert set(_WRAPPERS) == set(CONSTRAINTS)
+#: name -> one-line description (derived from :data:`REGISTRY`; kept for ``--help`` and older code).
+CONSTRAINTS: dict[str, str] = {name: spec.help for name, spec in REGISTRY.items()}
 
 
-def _resolve(constraint: str | None, budget: float | None, kwargs: dict[str, Any]) -> tuple[str, Any]:
+def register_constraint(name: str, rule: type[Constraint], *, budget: str = "required", help: str,
+                        needs: tuple[str, ...] = ()) -> None:
+    """Make ``rule`` available as ``constraint=name`` (in ``apply_constraint``, ``gym.make`` and the CLI of this
+    process). Re-registering a name replaces it."""
+    if not (isinstance(rule, type) and issubclass(rule, Constraint)):
+        raise TypeError(f"rule must be a Constraint subclass, got {rule!r}")
+    if budget not in _BUDGET_USES:
+        raise ValueError(f"budget must be one of {_BUDGET_USES}, got {budget!r}")
+    REGISTRY[name] = ConstraintSpec(rule, budget, help, tuple(needs))
+    CONSTRAINTS[name] = help
+
+
+def _rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any]) -> tuple[str, Constraint | None]:
+    """The registered name and the built rule (None for "none")."""
     name = "none" if constraint is None else constraint
-    if not isinstance(name, str) or name not in CONSTRAINTS:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(
-            f"unknown constraint {constraint!r}; accepted: None or one of {', '.join(map(repr, CONSTRAINTS))}"
+            f"unknown constraint {constraint!r}; accepted: None or one of {', '.join(map(repr, REGISTRY))}"
         )
-    single, vector, budget_use = _WRAPPERS[name]
-    if budget_use == "required" and budget is None:
+    spec = REGISTRY[name]
+    if spec.budget in ("required", "bound") and budget is None:
         raise ValueError(f"constraint {name!r} needs budget= (a float)")
-    if single is None or single is DistillRewardWrapper:
+    for key in spec.needs:
+        if key not in kwargs:
+            raise ValueError(f"constraint {name!r} needs {key}=")
+    if spec.rule is None:
         if kwargs:
             raise TypeError(f"constraint {name!r} takes no extra arguments, got {sorted(kwargs)}")
-    if name == "lagrangian" and "lam" not in kwargs:
-        raise ValueError("constraint 'lagrangian' needs lam= (the fixed multiplier, >= 0)")
-    return name, (single, vector, budget_use)
+        return name, None
+    try:
+        rule = spec.rule(budget=budget, **kwargs) if spec.budget != "stats" else spec.rule(**kwargs)
+    except TypeError as e:  # an unknown keyword: name the constraint
+        raise TypeError(f"constraint {name!r}: {e}") from None
+    return name, rule
 
 
 def _stats_budget(name: str, budget: float | None) -> float | None:
-    # The worst-case budget bounds the per-token mean of every prefix, not the episode sum: its
-    # statistics take constraint_satisfied from the wrapper's absorbing flag instead.
-    return None if name == "worst-case" else budget
+    # A "bound" (worst-case) limits the per-token mean of every prefix, not the episode sum: its
+    # statistics take constraint_satisfied from the rule's absorbing flag instead.
+    return None if REGISTRY[name].budget == "bound" else budget
 
 
 def apply_constraint(
@@ -98,23 +137,22 @@ def apply_constraint(
     statistics : bool
         Add :class:`CostEpisodeStatistics` on top (default True).
     **kwargs
-        Passed to the constraint wrapper (e.g. ``unsafe_reward=``, ``discount=``, ``lam=``, ``lr=``,
+        Passed to the constraint rule (e.g. ``unsafe_reward=``, ``discount=``, ``lam=``, ``lr=``,
         ``pid=``, ``penalty=``, ``terminate_on_violation=``).
 
     Returns
     -------
     gymnasium.Env
-        ``CostEpisodeStatistics(Wrapper(env, ...))`` (or ``CostEpisodeStatistics(env)`` for ``"none"``).
+        ``CostEpisodeStatistics(ConstraintWrapper(env, rule))`` (or ``CostEpisodeStatistics(env)`` for
+        ``"none"``). The named classes (``BudgetRewardWrapper``, ...) are these adapters with their rule.
 
     Raises
     ------
     ValueError
         For an unknown name (the message lists the accepted ones) or a missing ``budget``/``lam``.
     """
-    name, (single, _, budget_use) = _resolve(constraint, budget, kwargs)
-    wrapped = env
-    if single is not None:
-        wrapped = single(env, budget=budget, **kwargs) if budget_use == "required" else single(env, **kwargs)
+    name, rule = _rule(constraint, budget, kwargs)
+    wrapped = env if rule is None else _named(ConstraintWrapper, rule)(env, rule)
     if statistics:
         wrapped = CostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))
     return wrapped
@@ -128,12 +166,16 @@ def apply_vector_constraint(
     statistics: bool = True,
     **kwargs: Any,
 ) -> VectorEnv:
-    """Vector twin of :func:`apply_constraint`: the vector wrapper of the same name, then
+    """Vector twin of :func:`apply_constraint`: the same rule in a :class:`VectorConstraintWrapper`, then
     :class:`VectorCostEpisodeStatistics`. Same parameters; ``venv`` must use NEXT_STEP autoreset."""
-    name, (_, vector, budget_use) = _resolve(constraint, budget, kwargs)
-    wrapped = venv
-    if vector is not None:
-        wrapped = vector(venv, budget=budget, **kwargs) if budget_use == "required" else vector(venv, **kwargs)
+    name, rule = _rule(constraint, budget, kwargs)
+    wrapped = venv if rule is None else _named(VectorConstraintWrapper, rule)(venv, rule)
     if statistics:
         wrapped = VectorCostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))
     return wrapped
+
+
+def _named(adapter: type, rule: Constraint) -> type:
+    """The named wrapper class of a built-in rule (``SauteWrapper`` for a ``Saute`` rule, so ``isinstance`` checks
+    and its extra methods work), else the generic adapter."""
+    return next((cls for cls in adapter.__subclasses__() if cls.rule is type(rule)), adapter)

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, SupportsFloat
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from gymnasium.vector import VectorEnv, VectorWrapper
 
-from llm_cmdp_env.wrappers._common import (
-    check_next_step_autoreset,
-    check_positive_int,
-    check_real,
-    copy_options,
-    keep_raw,
-    reset_mask_of,
-    set_vector_info,
-    step_cost,
-    vector_costs,
-    vector_task_rewards,
+from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
+from llm_cmdp_env.wrappers.constraint import (
+    Constraint,
+    ConstraintWrapper,
+    State,
+    VectorConstraintWrapper,
 )
 
 __all__ = [
+    "FixedLagrangian",
     "FixedLagrangianWrapper",
     "LagrangeMultiplier",
+    "LearnedLagrangian",
     "LearnedLagrangianWrapper",
     "VectorFixedLagrangianWrapper",
     "VectorLearnedLagrangianWrapper",
@@ -35,7 +31,8 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------ fixed
 
 
-class FixedLagrangianWrapper(gym.Wrapper):
+@dataclass(frozen=True)
+class FixedLagrangian(Constraint):
     r"""The soft Lagrangian relaxation baseline: :math:`\tilde r_t = r_t - \lambda c_t` with a fixed
     :math:`\lambda \ge 0`.
 
@@ -44,53 +41,29 @@ class FixedLagrangianWrapper(gym.Wrapper):
 
     Parameters
     ----------
-    env : gymnasium.Env
-        Any env whose step info carries ``"cost"``.
     lam : float
         The multiplier :math:`\lambda \ge 0`.
     """
 
-    def __init__(self, env: gym.Env, lam: float) -> None:
-        super().__init__(env)
-        self.lam = check_real(lam, "lam", nonnegative=True)
+    lam: float
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the env and return :math:`r - \\lambda c`."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = step_cost(info, type(self).__name__)
-        keep_raw(info, float(reward))
-        info["lagrange_multiplier"] = self.lam
-        return obs, float(reward) - self.lam * cost, terminated, truncated, info
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lam", check_real(self.lam, "lam", nonnegative=True))
+
+    def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
+        return reward - self.lam * cost, {"lagrange_multiplier": self.lam}
 
 
-class VectorFixedLagrangianWrapper(VectorWrapper):
-    r"""Vector version of :class:`FixedLagrangianWrapper`: :math:`\tilde r = r - \lambda c` per sub-env
-    (the autoreset step's zero reward passes through)."""
+class FixedLagrangianWrapper(ConstraintWrapper):
+    """Single-env wrapper of :class:`FixedLagrangian` (its parameters after ``env``)."""
 
-    def __init__(self, env: VectorEnv, lam: float) -> None:
-        super().__init__(env)
-        check_next_step_autoreset(env, type(self).__name__)
-        self.lam = check_real(lam, "lam", nonnegative=True)
-        self._prev_dones = np.zeros(self.num_envs, dtype=np.bool_)
+    rule = FixedLagrangian
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset the (masked) sub-envs."""
-        mask = reset_mask_of(options, self.num_envs)
-        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
-        self._prev_dones[mask] = False
-        return obs, infos
 
-    def step(self, actions: Any):
-        """Step all sub-envs and return :math:`r - \\lambda c`."""
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        stepped = ~self._prev_dones
-        costs = vector_costs(infos, stepped, type(self).__name__)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        vector_task_rewards(infos, rewards, stepped)
-        new_rewards = np.where(stepped, rewards - self.lam * costs, rewards)
-        set_vector_info(infos, "lagrange_multiplier", np.full(self.num_envs, self.lam), stepped)
-        self._prev_dones = np.logical_or(terminations, truncations)
-        return obs, new_rewards, terminations, truncations, infos
+class VectorFixedLagrangianWrapper(VectorConstraintWrapper):
+    """Vector-env wrapper of :class:`FixedLagrangian` (its parameters after ``env``)."""
+
+    rule = FixedLagrangian
 
 
 # ----------------------------------------------------------------------------------------- multiplier
@@ -269,7 +242,8 @@ def _make_multiplier(
                               update_every=update_every)
 
 
-class LearnedLagrangianWrapper(gym.Wrapper):
+@dataclass(frozen=True)
+class LearnedLagrangian(Constraint):
     r"""Lagrangian shaping with a learned multiplier: :math:`\tilde r_t = r_t - \lambda_e c_t`.
 
     :math:`\lambda_e` is the multiplier's value when episode :math:`e` began (it stays fixed within an
@@ -277,16 +251,16 @@ class LearnedLagrangianWrapper(gym.Wrapper):
     :math:`C = \sum_t c_t` goes to the :class:`LagrangeMultiplier` (dual ascent or PID toward the budget
     :math:`d`; see there for the equations), unless ``auto_update=False``, in which case an external
     trainer feeds costs itself with :meth:`update`. Several envs may share one multiplier
-    (``multiplier=``).
+    (``multiplier=``); a vector env's sub-envs share one, fed in sub-env order, and a sub-env starting an
+    episode at a step sees the updates of lower-indexed sub-envs ending theirs at that step (the order of
+    ``SyncVectorEnv`` of single wrappers sharing one multiplier).
 
-    ``info`` keeps ``cost`` and ``task_reward`` and adds ``lagrange_multiplier`` (:math:`\lambda_e`),
-    ``episode_cost`` (running :math:`C_t`) and ``constraint_violated`` (:math:`C_t > d`). An algorithm that
-    prefers to rebuild the Lagrangian itself (separate reward and cost critics) can read those.
+    ``info`` keeps ``cost`` and ``task_reward`` and adds ``lagrange_multiplier`` (:math:`\lambda_e`; also in
+    the reset info), ``episode_cost`` (running :math:`C_t`) and ``constraint_violated`` (:math:`C_t > d`). An
+    algorithm that prefers to rebuild the Lagrangian itself (separate reward and cost critics) can read those.
 
     Parameters
     ----------
-    env : gymnasium.Env
-        Any env whose step info carries ``"cost"``.
     budget : float
         The episode cost budget :math:`d` (may be omitted when ``multiplier`` is given).
     lr, pid, lam_init, lam_max, update_every
@@ -298,24 +272,23 @@ class LearnedLagrangianWrapper(gym.Wrapper):
         A multiplier to use (and share) instead of building one.
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        budget: float | None = None,
-        lr: float | None = None,
-        pid: tuple[float, float, float] | None = None,
-        lam_init: float = 0.0,
-        lam_max: float = 100.0,
-        update_every: int = 1,
-        auto_update: bool = True,
-        multiplier: LagrangeMultiplier | None = None,
-    ) -> None:
-        super().__init__(env)
-        self.multiplier = _make_multiplier(multiplier, budget, lr, pid, lam_init, lam_max, update_every)
-        self.budget = self.multiplier.budget
-        self.auto_update = bool(auto_update)
-        self.episode_lam = self.multiplier.value
-        self.episode_cost = 0.0
+    budget: float | None = None
+    lr: float | None = None
+    pid: tuple[float, float, float] | None = None
+    lam_init: float = 0.0
+    lam_max: float = 100.0
+    update_every: int = 1
+    auto_update: bool = True
+    multiplier: LagrangeMultiplier | None = field(default=None, compare=False)
+
+    state_fields: ClassVar[dict[str, float | bool | int]] = {"episode_lam": 0.0, "episode_cost": 0.0}
+
+    def __post_init__(self) -> None:
+        m = _make_multiplier(self.multiplier, self.budget, self.lr, self.pid, self.lam_init, self.lam_max,
+                             self.update_every)
+        object.__setattr__(self, "multiplier", m)
+        object.__setattr__(self, "budget", m.budget)
+        object.__setattr__(self, "auto_update", check_bool(self.auto_update, "auto_update"))
 
     @property
     def lam(self) -> float:
@@ -331,112 +304,33 @@ class LearnedLagrangianWrapper(gym.Wrapper):
         return self.multiplier.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the multiplier's state; the next episode uses the restored value."""
-        self.multiplier.load_state_dict(state)
-        self.episode_lam = self.multiplier.value
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        """Reset the env; the new episode uses the multiplier's current value."""
-        obs, info = self.env.reset(seed=seed, options=options)
-        self.episode_lam = self.multiplier.value
-        self.episode_cost = 0.0
-        info["lagrange_multiplier"] = self.episode_lam
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the env, return :math:`r - \\lambda_e c`, feed the episode cost at the end."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = step_cost(info, type(self).__name__)
-        keep_raw(info, float(reward))
-        self.episode_cost += cost
-        info["lagrange_multiplier"] = self.episode_lam
-        info["episode_cost"] = self.episode_cost
-        info["constraint_violated"] = self.episode_cost > self.budget
-        if (terminated or truncated) and self.auto_update:
-            self.multiplier.observe(self.episode_cost)
-        return obs, float(reward) - self.episode_lam * cost, terminated, truncated, info
-
-
-class VectorLearnedLagrangianWrapper(VectorWrapper):
-    """Vector version of :class:`LearnedLagrangianWrapper`: ONE multiplier for all sub-envs.
-
-    Each sub-episode uses the multiplier's value at its (auto)reset. Finished sub-episodes are fed to
-    the multiplier in sub-env order within a step, and a sub-env autoresetting at a step sees the updates
-    made by lower-indexed sub-envs finishing at that same step: the same order as ``SyncVectorEnv`` of
-    :class:`LearnedLagrangianWrapper` sharing one multiplier, which it matches step by step.
-    Same parameters as the single-env wrapper.
-    """
-
-    def __init__(
-        self,
-        env: VectorEnv,
-        budget: float | None = None,
-        lr: float | None = None,
-        pid: tuple[float, float, float] | None = None,
-        lam_init: float = 0.0,
-        lam_max: float = 100.0,
-        update_every: int = 1,
-        auto_update: bool = True,
-        multiplier: LagrangeMultiplier | None = None,
-    ) -> None:
-        super().__init__(env)
-        check_next_step_autoreset(env, type(self).__name__)
-        self.multiplier = _make_multiplier(multiplier, budget, lr, pid, lam_init, lam_max, update_every)
-        self.budget = self.multiplier.budget
-        self.auto_update = bool(auto_update)
-        self.episode_lam = np.full(self.num_envs, self.multiplier.value)
-        self.episode_cost = np.zeros(self.num_envs)
-        self._prev_dones = np.zeros(self.num_envs, dtype=np.bool_)
-
-    @property
-    def lam(self) -> float:
-        """The multiplier's current value."""
-        return self.multiplier.value
-
-    def update(self, episode_costs: float | Iterable[float]) -> float:
-        """Update the multiplier from finished episodes' costs (for trainers that feed it themselves)."""
-        return self.multiplier.update(episode_costs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The multiplier's state."""
-        return self.multiplier.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the multiplier's state (sub-episodes started later use the restored value)."""
+        """Restore the multiplier's state; episodes started from now on use the restored value."""
         self.multiplier.load_state_dict(state)
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset the (masked) sub-envs; their episodes use the multiplier's current value."""
-        mask = reset_mask_of(options, self.num_envs)
-        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
-        self.episode_lam[mask] = self.multiplier.value
-        self.episode_cost[mask] = 0.0
-        self._prev_dones[mask] = False
-        set_vector_info(infos, "lagrange_multiplier", self.episode_lam.copy(), mask)
-        return obs, infos
+    def start(self, state: State, rngs: Any) -> dict[str, np.ndarray]:
+        state.episode_lam[:] = self.multiplier.value
+        return {"lagrange_multiplier": state.episode_lam.copy()}
 
-    def step(self, actions: Any):
-        """Step all sub-envs, return :math:`r - \\lambda_e c`, feed finished episodes' costs in order."""
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        autoreset = self._prev_dones
-        stepped = ~autoreset
-        costs = vector_costs(infos, stepped, type(self).__name__)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        vector_task_rewards(infos, rewards, stepped)
-        dones = np.logical_or(terminations, truncations)
-        self.episode_cost[stepped] += costs[stepped]
-        new_rewards = np.where(stepped, rewards - self.episode_lam * costs, rewards)
-        lam_at_step = self.episode_lam.copy()
-        for i in range(self.num_envs):
-            if autoreset[i]:
-                self.episode_lam[i] = self.multiplier.value
-                self.episode_cost[i] = 0.0
-                lam_at_step[i] = self.episode_lam[i]
-            elif dones[i] and self.auto_update:
-                self.multiplier.observe(float(self.episode_cost[i]))
-        all_envs = np.ones(self.num_envs, dtype=np.bool_)
-        set_vector_info(infos, "lagrange_multiplier", lam_at_step, all_envs)
-        set_vector_info(infos, "episode_cost", self.episode_cost.copy(), stepped)
-        set_vector_info(infos, "constraint_violated", self.episode_cost > self.budget, stepped)
-        self._prev_dones = dones
-        return obs, new_rewards, terminations, truncations, infos
+    def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
+        lam = state.episode_lam
+        c = state.episode_cost = state.episode_cost + cost
+        extra = {"lagrange_multiplier": lam, "episode_cost": c, "constraint_violated": c > self.budget}
+        return reward - lam * cost, extra
+
+    def finish(self, state: State) -> dict[str, Any]:
+        if self.auto_update:
+            self.multiplier.observe(state.episode_cost)
+        return {}
+
+
+class LearnedLagrangianWrapper(ConstraintWrapper):
+    """Single-env wrapper of :class:`LearnedLagrangian` (its parameters after ``env``)."""
+
+    rule = LearnedLagrangian
+
+
+class VectorLearnedLagrangianWrapper(VectorConstraintWrapper):
+    """Vector-env wrapper of :class:`LearnedLagrangian`: ONE multiplier for all sub-envs (its parameters after
+    ``env``)."""
+
+    rule = LearnedLagrangian

@@ -6,19 +6,14 @@ info)``; this project's convention is Gymnasium's 5-tuple with the cost in ``inf
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.vector import VectorWrapper
 
-from llm_cmdp_env.wrappers._common import (
-    check_next_step_autoreset,
-    copy_options,
-    reset_mask_of,
-    step_cost,
-    vector_costs,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, VectorConstraintWrapper, step_cost
 
 __all__ = [
     "CostInfoWrapper",
@@ -65,30 +60,28 @@ class CostInfoWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-class VectorSafetyGymnasiumStepWrapper(VectorWrapper):
+@dataclass(frozen=True)
+class _PassThrough(Constraint):
+    """Leaves the stream as it is (the 6-tuple view only reads the costs the adapter collects)."""
+
+    shapes_reward: ClassVar[bool] = False
+
+    def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
+        return reward, {}
+
+
+class VectorSafetyGymnasiumStepWrapper(VectorConstraintWrapper):
     """Vector 6-tuple view: ``step -> (obs, rewards, costs, terminations, truncations, infos)``.
 
     ``costs`` is ``infos["cost"]`` where its mask is set and 0 on the NEXT_STEP autoreset step.
     """
 
-    def __init__(self, env: VectorEnv) -> None:
-        super().__init__(env)
-        check_next_step_autoreset(env, type(self).__name__)
-        self._prev_dones = np.zeros(self.num_envs, dtype=np.bool_)
-
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset the sub-envs."""
-        mask = reset_mask_of(options, self.num_envs)
-        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
-        self._prev_dones[mask] = False
-        return obs, infos
+    rule = _PassThrough
 
     def step(self, actions: Any):  # type: ignore[override]
         """Step all sub-envs and return the 6-tuple."""
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        costs = vector_costs(infos, ~self._prev_dones, type(self).__name__)
-        self._prev_dones = np.logical_or(terminations, truncations)
-        return obs, rewards, costs, terminations, truncations, infos
+        obs, rewards, terminations, truncations, infos = super().step(actions)
+        return obs, rewards, self.last_costs.copy(), terminations, truncations, infos
 
 
 class VectorCostInfoWrapper(VectorWrapper):

@@ -2,42 +2,24 @@ r"""Worst-case per-prefix constraint: the running mean cost of every prefix stay
 
 from __future__ import annotations
 
-from typing import Any, SupportsFloat
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import gymnasium as gym
-import numpy as np
-from gymnasium.vector import VectorEnv, VectorWrapper
-
-from llm_cmdp_env.wrappers._common import (
-    check_next_step_autoreset,
-    check_positive_int,
-    check_real,
-    copy_options,
-    force_vector_reset,
-    keep_raw,
-    reset_mask_of,
-    set_vector_info,
-    step_cost,
-    vector_costs,
-    vector_task_rewards,
+from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
+from llm_cmdp_env.wrappers.constraint import (
+    Constraint,
+    ConstraintWrapper,
+    State,
+    VectorConstraintWrapper,
+    not_,
+    where,
 )
 
-__all__ = ["VectorWorstCaseWrapper", "WorstCaseWrapper"]
+__all__ = ["VectorWorstCaseWrapper", "WorstCase", "WorstCaseWrapper"]
 
 
-class _WorstCaseParams:
-    def __init__(self, budget: float, penalty: float, unsafe_reward: float, min_prefix: int,
-                 terminate_on_violation: bool) -> None:
-        self.budget = check_real(budget, "budget")
-        self.penalty = check_real(penalty, "penalty")
-        self.unsafe_reward = check_real(unsafe_reward, "unsafe_reward")
-        self.min_prefix = check_positive_int(min_prefix, "min_prefix")
-        if not isinstance(terminate_on_violation, (bool, np.bool_)):
-            raise TypeError(f"terminate_on_violation must be a bool, got {terminate_on_violation!r}")
-        self.terminate_on_violation = bool(terminate_on_violation)
-
-
-class WorstCaseWrapper(gym.Wrapper):
+@dataclass(frozen=True)
+class WorstCase(Constraint):
     r"""Worst-case per-prefix constraint (the follow-up work, arXiv 2610.00332).
 
     The constraint is on every prefix, not on the expectation of the total: with
@@ -60,13 +42,11 @@ class WorstCaseWrapper(gym.Wrapper):
     ``terminate_on_violation`` ends the episode at :math:`\tau` (``info["worst_case_terminated"]``).
 
     ``info`` keeps ``cost`` and ``task_reward`` and adds ``prefix_mean_cost`` (:math:`\bar c_t`) and
-    ``constraint_violated`` (the absorbing flag), which :class:`CostEpisodeStatistics` turns into
-    ``constraint_satisfied``.
+    ``constraint_violated`` (the absorbing flag), which :class:`~llm_cmdp_env.wrappers.CostEpisodeStatistics`
+    turns into ``constraint_satisfied``.
 
     Parameters
     ----------
-    env : gymnasium.Env
-        Any env whose step info carries ``"cost"``.
     budget : float
         The bound :math:`d` on the mean per-token cost of every prefix (e.g. a teacher NLL in nats/token).
     penalty : float
@@ -79,135 +59,42 @@ class WorstCaseWrapper(gym.Wrapper):
         End the episode at the violating step (default False).
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        budget: float,
-        penalty: float = -1.0,
-        unsafe_reward: float = 0.0,
-        min_prefix: int = 1,
-        terminate_on_violation: bool = False,
-    ) -> None:
-        super().__init__(env)
-        p = _WorstCaseParams(budget, penalty, unsafe_reward, min_prefix, terminate_on_violation)
-        self.budget = p.budget
-        self.penalty = p.penalty
-        self.unsafe_reward = p.unsafe_reward
-        self.min_prefix = p.min_prefix
-        self.terminate_on_violation = p.terminate_on_violation
-        self._clear()
+    budget: float
+    penalty: float = -1.0
+    unsafe_reward: float = 0.0
+    min_prefix: int = 1
+    terminate_on_violation: bool = False
 
-    def _clear(self) -> None:
-        self.cost_sum = 0.0
-        self.length = 0
-        self.violated = False
+    state_fields: ClassVar[dict[str, float | bool | int]] = {"cost_sum": 0.0, "length": 0, "violated": False}
+    terminated_key: ClassVar[str] = "worst_case_terminated"
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        """Reset the env and the prefix statistics."""
-        self._clear()
-        return self.env.reset(seed=seed, options=options)
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "budget", check_real(self.budget, "budget"))
+        set_(self, "penalty", check_real(self.penalty, "penalty"))
+        set_(self, "unsafe_reward", check_real(self.unsafe_reward, "unsafe_reward"))
+        set_(self, "min_prefix", check_positive_int(self.min_prefix, "min_prefix"))
+        set_(self, "terminate_on_violation", check_bool(self.terminate_on_violation, "terminate_on_violation"))
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the env, check the new prefix, and shape the reward."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = step_cost(info, type(self).__name__)
-        keep_raw(info, float(reward))
-        self.cost_sum += cost
-        self.length += 1
-        mean = self.cost_sum / self.length
-        newly = (not self.violated) and self.length >= self.min_prefix and mean > self.budget
-        self.violated = self.violated or newly
-        if not self.violated:
-            new_reward = float(reward)
-        elif newly:
-            new_reward = self.unsafe_reward + self.penalty
-        else:
-            new_reward = self.unsafe_reward
-        info["prefix_mean_cost"] = mean
-        info["constraint_violated"] = self.violated
-        if newly and self.terminate_on_violation and not (terminated or truncated):
-            terminated = True
-            info["worst_case_terminated"] = True
-        return obs, new_reward, terminated, truncated, info
+    def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
+        total = state.cost_sum = state.cost_sum + cost
+        length = state.length = state.length + 1
+        mean = total / length
+        newly = not_(state.violated) & (length >= self.min_prefix) & (mean > self.budget)
+        violated = state.violated = state.violated | newly
+        u = self.unsafe_reward
+        new_reward = where(newly, u + self.penalty, where(violated, u, reward))
+        extra = {"prefix_mean_cost": mean, "constraint_violated": violated}
+        return new_reward, extra, newly if self.terminate_on_violation else False
 
 
-class VectorWorstCaseWrapper(VectorWrapper):
-    """Vector version of :class:`WorstCaseWrapper` (NEXT_STEP autoreset); same parameters and reward.
+class WorstCaseWrapper(ConstraintWrapper):
+    """Single-env wrapper of :class:`WorstCase` (its parameters after ``env``)."""
 
-    Per-sub-env prefix statistics are cleared on the autoreset step. ``terminate_on_violation`` works
-    as in :class:`VectorBudgetRewardWrapper` (one ignored inner step, then ``reset_mask``).
-    """
+    rule = WorstCase
 
-    def __init__(
-        self,
-        env: VectorEnv,
-        budget: float,
-        penalty: float = -1.0,
-        unsafe_reward: float = 0.0,
-        min_prefix: int = 1,
-        terminate_on_violation: bool = False,
-    ) -> None:
-        super().__init__(env)
-        check_next_step_autoreset(env, type(self).__name__)
-        p = _WorstCaseParams(budget, penalty, unsafe_reward, min_prefix, terminate_on_violation)
-        self.budget = p.budget
-        self.penalty = p.penalty
-        self.unsafe_reward = p.unsafe_reward
-        self.min_prefix = p.min_prefix
-        self.terminate_on_violation = p.terminate_on_violation
-        n = self.num_envs
-        self.cost_sum = np.zeros(n)
-        self.length = np.zeros(n, dtype=np.int64)
-        self.violated = np.zeros(n, dtype=np.bool_)
-        self._prev_dones = np.zeros(n, dtype=np.bool_)
-        self._forced = np.zeros(n, dtype=np.bool_)
 
-    def _clear(self, mask: np.ndarray) -> None:
-        self.cost_sum[mask] = 0.0
-        self.length[mask] = 0
-        self.violated[mask] = False
+class VectorWorstCaseWrapper(VectorConstraintWrapper):
+    """Vector-env wrapper of :class:`WorstCase` (its parameters after ``env``; NEXT_STEP autoreset)."""
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset the (masked) sub-envs and their prefix statistics."""
-        mask = reset_mask_of(options, self.num_envs)
-        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
-        self._clear(mask)
-        self._prev_dones[mask] = False
-        self._forced[mask] = False
-        return obs, infos
-
-    def step(self, actions: Any):
-        """Step all sub-envs, check each new prefix, and shape the rewards."""
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        terminations = np.array(terminations, dtype=np.bool_)
-        truncations = np.array(truncations, dtype=np.bool_)
-        if self._forced.any():
-            obs, infos = force_vector_reset(self.env, self._forced, obs, infos)
-            rewards[self._forced] = 0.0
-            terminations[self._forced] = False
-            truncations[self._forced] = False
-        autoreset = self._prev_dones
-        stepped = ~autoreset
-        self._clear(autoreset)
-        costs = vector_costs(infos, stepped, type(self).__name__)
-        vector_task_rewards(infos, rewards, stepped)
-        self.cost_sum[stepped] += costs[stepped]
-        self.length[stepped] += 1
-        mean = np.divide(self.cost_sum, self.length, out=np.zeros(self.num_envs), where=self.length > 0)
-        newly = stepped & ~self.violated & (self.length >= self.min_prefix) & (mean > self.budget)
-        self.violated |= newly
-        shaped = np.where(self.violated, self.unsafe_reward, rewards)
-        shaped = np.where(newly, self.unsafe_reward + self.penalty, shaped)
-        new_rewards = np.where(stepped, shaped, rewards)
-        set_vector_info(infos, "prefix_mean_cost", mean, stepped)
-        set_vector_info(infos, "constraint_violated", self.violated.copy(), stepped)
-        forced = np.zeros(self.num_envs, dtype=np.bool_)
-        if self.terminate_on_violation:
-            forced = newly & ~(terminations | truncations)
-            if forced.any():
-                terminations = terminations | forced
-                set_vector_info(infos, "worst_case_terminated", forced, forced)
-        self._forced = forced
-        self._prev_dones = terminations | truncations
-        return obs, new_rewards, terminations, truncations, infos
+    rule = WorstCase

@@ -1,0 +1,417 @@
+"""One constraint rule, two generic adapters.
+
+A constraint is a small frozen params object (a :class:`Constraint` subclass) whose methods say what happens
+to the (reward, cost) stream of ``n`` episodes at once:
+
+- ``start(state, rngs)``: new episodes begin in these rows (their state fields are already at their initial
+  values); returns reset-info entries (arrays over the rows);
+- ``step(state, reward, cost, info)``: one step of the rows that stepped; updates ``state`` in place and returns
+  ``(new_reward, info_entries)``, or ``(new_reward, info_entries, terminate)`` for a rule that can end an
+  episode (a plain tuple: this runs once per token on the fast path);
+- ``finish(state)``: one episode ended (optional; called per episode, in sub-env order);
+- ``observation_space`` / ``observe``: rules that add to the observation (Sauté).
+
+``step`` is written once and serves both adapters: :class:`ConstraintWrapper` runs it on Python floats (one
+env, no numpy overhead on the hot path of the fast path), :class:`VectorConstraintWrapper` on arrays of the
+sub-envs that stepped. Write it with ``+ - * /``, comparisons, ``&``/``|`` and the helpers ``where``,
+``maximum`` and ``not_`` of :mod:`llm_cmdp_env.arrays` (re-exported here), which pick the scalar or the
+array form; IEEE float64 arithmetic makes both forms give the same numbers bit for bit (tested: vector
+wrapper == ``SyncVectorEnv`` of single wrappers).
+
+The vector adapter owns, once for every rule, what NEXT_STEP autoreset needs: which sub-envs stepped, the
+autoreset step (no cost counted, the zero reward passes through, the rule's start info is reported),
+``reset(options={"reset_mask": ...})``, per-sub-env generators seeded ``seed + i``, and the forced reset of a
+sub-env the rule ended early (``terminate_on_violation``). Adding a constraint is one subclass of
+:class:`Constraint` and one line in :data:`llm_cmdp_env.wrappers.factory.CONSTRAINTS` (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.vector.utils import batch_space
+
+from llm_cmdp_env.arrays import maximum, not_, where
+from llm_cmdp_env.wrappers.vector_info import (
+    check_next_step_autoreset,
+    copy_options,
+    force_vector_reset,
+    reset_mask_of,
+    seed_list,
+    set_vector_info,
+    vector_costs,
+    vector_task_rewards,
+)
+
+__all__ = [
+    "Constraint",
+    "ConstraintWrapper",
+    "State",
+    "VectorConstraintWrapper",
+    "make_rng",
+    "maximum",
+    "not_",
+    "step_cost",
+    "where",
+]
+
+#: Salt mixed into the seed of a wrapper's own random generator, so that its draws are not
+#: correlated with those of the wrapped env seeded with the same number.
+_RNG_SALT = 0x5A07E
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """A generator for a wrapper's own draws, seeded from the reset seed (fresh entropy when None)."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _RNG_SALT]))
+
+
+def step_cost(info: Mapping[str, Any], wrapper: str) -> float:
+    """The per-step cost ``info["cost"]`` as a float, with a clear error when the env gives none (or NaN)."""
+    try:
+        cost = float(info["cost"])
+    except KeyError:
+        raise KeyError(
+            f"{wrapper} needs the per-step cost in info['cost'], but the step info has only the keys "
+            f"{sorted(info)}; wrap an env that reports its cost (e.g. MathDistill-v0), or convert a "
+            "Safety-Gymnasium 6-tuple env with CostInfoWrapper"
+        ) from None
+    if math.isnan(cost):
+        raise ValueError(f"{wrapper}: the env reported info['cost'] = nan")
+    return cost
+
+
+# --------------------------------------------------------------------------------------------- the rule
+
+
+class State(SimpleNamespace):
+    """Per-episode state of a rule: one attribute per field of :attr:`Constraint.state_fields` (Python scalars
+    in a single env, arrays over the sub-envs in a vector env)."""
+
+
+class InfoView:
+    """Read access to the inner env's step info for the rows that stepped: ``get(key) -> (values, present)``,
+    or ``(None, False)`` when no row reports the key."""
+
+    __slots__ = ("_info", "_rows", "_n")
+
+    def __init__(self, info: Mapping[str, Any], rows: np.ndarray | None = None, n: int = 1) -> None:
+        self._info, self._rows, self._n = info, rows, n
+
+    def get(self, key: str) -> tuple[Any, Any]:
+        if key not in self._info:
+            return None, False
+        if self._rows is None:  # single env
+            return self._info[key], True
+        values = np.asarray(self._info[key])[self._rows]
+        mask = np.asarray(self._info.get(f"_{key}", np.ones(self._n, dtype=np.bool_)), dtype=np.bool_)[self._rows]
+        return values, mask
+
+
+class Constraint:
+    """Base of the constraint rules (see the module docstring). Subclasses are frozen dataclasses of params.
+
+    Class attributes a rule sets: :attr:`state_fields` (per-episode state and its initial values),
+    :attr:`terminated_key` (the info key reported when the rule ends an episode itself), :attr:`shapes_reward`
+    (the rule changes the reward, so the raw one is kept in ``info["task_reward"]``), :attr:`uses_rng` (the
+    rule draws random numbers in :meth:`start`).
+    """
+
+    state_fields: ClassVar[dict[str, float | bool | int]] = {}
+    terminated_key: ClassVar[str | None] = None
+    shapes_reward: ClassVar[bool] = True
+    uses_rng: ClassVar[bool] = False
+
+    def bind(self, env: gym.Env | VectorEnv) -> Constraint:
+        """The rule with parameters that depend on the env filled in (e.g. Sauté's horizon); default: itself."""
+        return self
+
+    def observation_space(self, space: spaces.Space) -> spaces.Space:
+        """The (single-env) observation space seen outside the wrapper; default: unchanged."""
+        return space
+
+    def observe(self, obs: Any, state: State) -> Any:
+        """The observation seen outside (single obs with scalar state, or a batch with array state)."""
+        return obs
+
+    def start(self, state: State, rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
+        """New episodes start in the rows of ``state`` (arrays, initial values set); returns reset-info entries."""
+        return {}
+
+    def step(self, state: State, reward: Any, cost: Any, info: InfoView) -> tuple:
+        """One step of the rows that stepped (scalars or arrays, see the module docstring): returns
+        ``(new_reward, info_entries)`` or ``(new_reward, info_entries, terminate)``."""
+        raise NotImplementedError
+
+    def finish(self, state: State) -> dict[str, Any]:
+        """One episode ended (``state`` holds its row as Python scalars); returns final-info entries."""
+        return {}
+
+    @classmethod
+    def has_finish(cls) -> bool:
+        """Whether the rule does something at episode ends (then the vector adapter handles starts and ends
+        row by row, in sub-env order, as ``SyncVectorEnv`` of single wrappers would)."""
+        return cls.finish is not Constraint.finish
+
+    def fresh(self, n: int) -> State:
+        """State arrays for ``n`` new episodes, at their initial values."""
+        return State(**{k: np.full(n, v) for k, v in self.state_fields.items()})
+
+
+def _gather(state: State, rows: np.ndarray) -> State:
+    return State(**{k: v[rows] for k, v in vars(state).items()})
+
+
+def _scatter(state: State, rows: Any, part: State) -> None:
+    for k, v in vars(part).items():
+        getattr(state, k)[rows] = v
+
+
+def _scalars(state: State, row: int = 0) -> State:
+    return State(**{k: v[row].item() for k, v in vars(state).items()})
+
+
+def _merge(info: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Add final-info entries; a dict entry extends a dict already there (e.g. SB3 Monitor's ``episode``)."""
+    for k, v in extra.items():
+        prior = info.get(k)
+        info[k] = {**prior, **v} if isinstance(v, dict) and isinstance(prior, dict) else v
+
+
+def _build_rule(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Constraint:
+    """The rule of an adapter: built from the arguments by a named subclass, or passed ready-made."""
+    if cls.rule is not None:
+        if len(args) == 1 and not kwargs and isinstance(args[0], cls.rule):
+            return args[0]  # a ready rule of this wrapper's kind
+        return cls.rule(*args, **kwargs)
+    if len(args) + len(kwargs) != 1 or (kwargs and "constraint" not in kwargs):
+        raise TypeError(f"{cls.__name__}(env, constraint) takes one Constraint after env")
+    rule = args[0] if args else kwargs["constraint"]
+    if not isinstance(rule, Constraint):
+        raise TypeError(f"constraint must be a Constraint, got {type(rule).__name__}")
+    return rule
+
+
+class _Adapter:
+    """Attribute access shared by the two adapters: the rule's parameters and the episode state read as
+    attributes of the wrapper (``wrapper.budget``, ``wrapper.episode_cost``, ``wrapper.z``, ...)."""
+
+    constraint: Constraint
+    state: State | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        d = self.__dict__
+        state, rule = d.get("state"), d.get("constraint")
+        if state is not None and name in vars(state):
+            return getattr(state, name)
+        if rule is not None and hasattr(rule, name):
+            return getattr(rule, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------------------------- adapters
+
+
+class ConstraintWrapper(_Adapter, gym.Wrapper):
+    """Run a :class:`Constraint` on a single env (its step rule on Python floats).
+
+    ``info`` keeps the raw ``cost`` (and ``task_reward``, filled in from the incoming reward when the env does
+    not report it) and gains the rule's entries. The rule's parameters and the episode state are readable as
+    attributes of the wrapper. The wrapper's own generator (for rules that draw, e.g. Sauté's initial budget)
+    is seeded from ``reset(seed=...)``; a reset without seed continues its stream.
+    """
+
+    #: The rule a named subclass runs (``BudgetRewardWrapper.rule = BudgetReward``): its arguments after ``env``
+    #: build the rule. ``None`` here: pass a built rule, ``ConstraintWrapper(env, BudgetReward(2.0))``.
+    rule: ClassVar[type[Constraint] | None] = None
+
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env)
+        self.constraint = _build_rule(type(self), args, kwargs).bind(env)
+        self.observation_space = self.constraint.observation_space(env.observation_space)
+        self.state: State | None = _scalars(self.constraint.fresh(1))
+        self.rng: np.random.Generator | None = None
+        self._name = type(self).__name__
+        self._finishes = self.constraint.has_finish()
+        self._observes = type(self.constraint).observe is not Constraint.observe
+        self._info = InfoView({})  # re-pointed at each step's info (no allocation on the hot path)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        """Reset the env and start the rule's episode."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        rule = self.constraint
+        rngs: list[np.random.Generator] = []
+        if rule.uses_rng:
+            if seed is not None or self.rng is None:
+                self.rng = make_rng(seed)
+            rngs = [self.rng]
+        rows = rule.fresh(1)
+        extra = rule.start(rows, rngs)
+        self.state = _scalars(rows)
+        for k, v in extra.items():
+            info[k] = np.asarray(v)[0].item()
+        return rule.observe(obs, self.state), info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        """Step the env and apply the rule to its reward and cost."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.state is None:
+            raise RuntimeError(f"{self._name}: step() before reset()")
+        rule = self.constraint
+        cost = step_cost(info, self._name)
+        reward = float(reward)
+        if rule.shapes_reward:
+            info.setdefault("task_reward", reward)
+        self._info._info = info
+        out = rule.step(self.state, reward, cost, self._info)
+        if out[1]:
+            info.update(out[1])
+        if len(out) > 2 and out[2] and not (terminated or truncated):
+            terminated = True
+            info[rule.terminated_key] = True
+        if self._finishes and (terminated or truncated):
+            _merge(info, rule.finish(self.state))
+        if self._observes:
+            obs = rule.observe(obs, self.state)
+        return obs, out[0], terminated, truncated, info
+
+
+class VectorConstraintWrapper(_Adapter, VectorWrapper):
+    """Run a :class:`Constraint` on a vector env with NEXT_STEP autoreset (its step rule on arrays).
+
+    Each sub-env has its own state and generator (seeded ``seed + i`` by ``reset(seed=seed)`` like the
+    sub-envs), so the wrapper agrees step by step with ``SyncVectorEnv`` of :class:`ConstraintWrapper` s. On the
+    autoreset step after a sub-episode ends, no cost is counted, the zero reward passes through and the rule's
+    start info (and observation) for the new episode is reported. When the rule ends a sub-episode the inner
+    vector env does not know has ended, the inner env takes one more, ignored, step for it and is then reset
+    with ``reset(options={"reset_mask": ...})``: seen from outside that step is the usual autoreset step. The
+    inner vector env must accept ``reset_mask`` (``SyncVectorEnv`` and ``AsyncVectorEnv`` do).
+    """
+
+    #: As :attr:`ConstraintWrapper.rule`.
+    rule: ClassVar[type[Constraint] | None] = None
+
+    def __init__(self, env: VectorEnv, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env)
+        self._name = type(self).__name__
+        check_next_step_autoreset(env, self._name)
+        self.constraint = _build_rule(type(self), args, kwargs).bind(env)
+        single = self.constraint.observation_space(env.single_observation_space)
+        if single is not env.single_observation_space:
+            self.single_observation_space = single
+            self.observation_space = batch_space(single, self.num_envs)
+        n = self.num_envs
+        self.state: State | None = self.constraint.fresh(n)
+        self.rngs: list[np.random.Generator | None] = [None] * n
+        self._prev_dones = np.zeros(n, dtype=np.bool_)
+        self._forced = np.zeros(n, dtype=np.bool_)
+        self._finishes = self.constraint.has_finish()
+        #: the per-sub-env costs of the last step (0 for sub-envs on their autoreset step)
+        self.last_costs = np.zeros(n)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        rng = self.rngs[i]
+        if rng is None:
+            rng = self.rngs[i] = make_rng(None)
+        return rng
+
+    def _start(self, rows: np.ndarray, infos: dict[str, Any]) -> None:
+        """Start new episodes in ``rows`` and report the rule's start info for them."""
+        rule = self.constraint
+        part = rule.fresh(len(rows))
+        extra = rule.start(part, [self._rng(int(i)) for i in rows] if rule.uses_rng else [])
+        assert self.state is not None
+        _scatter(self.state, rows, part)
+        if extra:
+            mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[rows] = True
+            for k, v in extra.items():
+                v = np.asarray(v)
+                full = np.zeros(self.num_envs, dtype=v.dtype)
+                full[rows] = v
+                set_vector_info(infos, k, full, mask)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset the (masked) sub-envs and start their episodes."""
+        mask = reset_mask_of(options, self.num_envs)
+        seeds = seed_list(seed, self.num_envs)
+        obs, infos = self.env.reset(seed=seed, options=copy_options(options))
+        rows = np.flatnonzero(mask)
+        if self.constraint.uses_rng:
+            for i in rows:
+                if seeds[i] is not None:
+                    self.rngs[i] = make_rng(seeds[i])
+        self._start(rows, infos)
+        self._prev_dones[mask] = False
+        self._forced[mask] = False
+        return self.constraint.observe(obs, self.state), infos
+
+    def step(self, actions: Any):
+        """Step all sub-envs and apply the rule to the rewards and costs of those that stepped."""
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        rule, n = self.constraint, self.num_envs
+        rewards = np.array(rewards, dtype=np.float64)
+        terminations = np.array(terminations, dtype=np.bool_)
+        truncations = np.array(truncations, dtype=np.bool_)
+        if self._forced.any():
+            obs, infos = force_vector_reset(self.env, self._forced, obs, infos)
+            rewards[self._forced] = 0.0
+            terminations[self._forced] = False
+            truncations[self._forced] = False
+        autoreset = self._prev_dones
+        stepped = ~autoreset
+        costs = self.last_costs = vector_costs(infos, stepped, self._name)
+        if rule.shapes_reward:
+            vector_task_rewards(infos, rewards, stepped)
+        rows = np.flatnonzero(stepped)
+        new_rewards = rewards.copy()
+        forced = np.zeros(n, dtype=np.bool_)
+        assert self.state is not None
+        if len(rows):
+            part = self.state if len(rows) == n else _gather(self.state, rows)
+            out = rule.step(part, rewards[rows], costs[rows], InfoView(infos, rows, n))
+            if part is not self.state:
+                _scatter(self.state, rows, part)
+            new_rewards[rows] = out[0]
+            for k, v in out[1].items():
+                v = np.broadcast_to(np.asarray(v), (len(rows),))
+                full = np.zeros(n, dtype=v.dtype)
+                full[rows] = v
+                set_vector_info(infos, k, full, stepped)
+            forced[rows] = out[2] if len(out) > 2 else False
+            forced &= ~(terminations | truncations)
+            if forced.any():
+                terminations = terminations | forced
+                set_vector_info(infos, rule.terminated_key, forced, forced)
+        dones = terminations | truncations
+        self._episode_events(autoreset, dones, infos)
+        self._forced = forced
+        self._prev_dones = dones
+        return rule.observe(obs, self.state), new_rewards, terminations, truncations, infos
+
+    def _episode_events(self, starts: np.ndarray, ends: np.ndarray, infos: dict[str, Any]) -> None:
+        """Start the autoreset sub-envs' episodes and finish the ended ones (row by row, in sub-env order, when
+        the rule does something at episode ends: a later sub-env's start then sees an earlier one's end, as in
+        ``SyncVectorEnv``)."""
+        if not self._finishes:
+            rows = np.flatnonzero(starts)
+            if len(rows):
+                self._start(rows, infos)
+            return
+        assert self.state is not None
+        for i in np.flatnonzero(starts | ends):
+            if starts[i]:
+                self._start(np.array([i]), infos)
+            else:
+                for k, v in self.constraint.finish(_scalars(self.state, int(i))).items():
+                    self._add_info(infos, {k: v}, int(i))
