@@ -38,6 +38,9 @@ def evaluate_policy(
     env : gymnasium.Env
         A single env stack (use ``split="test"`` for held-out problems). Its statistics wrapper decides
         ``constraint_satisfied`` (summed cost <= budget; the worst-case wrapper's absorbing per-prefix flag).
+        The stack's own state carries over between calls (a learned multiplier keeps learning from the
+        evaluated episodes, which moves ``mean_return``): give each evaluation a fresh stack
+        (:func:`llm_cmdp_agents.runs.make_eval_env` does) when results must not depend on earlier ones.
     n : int
         Number of problems.
     batch_size : int

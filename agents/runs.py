@@ -45,29 +45,29 @@ FINAL_DIR = "final"
 RESULTS_FILE = "results.json"
 
 
-def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, dataset: str | None = None) -> gym.Env:
+def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, dataset: str | None = None,
+             base: gym.Env | None = None) -> gym.Env:
     """The env of ``cfg`` on ``split`` (None: the dataset's default), optionally on another ``dataset``;
-    ``constraint=False`` keeps only the episode statistics (with the budget)."""
-    kwargs: dict[str, Any] = dict(teacher=cfg.teacher, dataset=dataset or cfg.dataset, split=split,
-                                  divergence=cfg.divergence, max_new_tokens=cfg.max_new_tokens,
-                                  max_prompt_tokens=cfg.max_prompt_tokens, device=cfg.device, **cfg.env_kwargs)
-    if constraint:
-        return _make(kwargs, cfg.constraint, cfg.budget, cfg.constraint_kwargs)
-    budget = None if cfg.constraint == "worst-case" else cfg.budget
-    return _make(kwargs, "none", budget, {})
-
-
-def _make(kwargs: dict[str, Any], constraint: str, budget: float | None, ckw: dict[str, Any]) -> gym.Env:
+    ``constraint=False`` keeps only the episode statistics (with the budget). ``base``: wrap this
+    ``MathDistillEnv`` (models already loaded) in a fresh stack instead of building one."""
     from llm_cmdp_env.envs.math_distill import MathDistillEnv
     from llm_cmdp_env.wrappers import apply_constraint
 
+    if base is None:
+        base = MathDistillEnv(teacher=cfg.teacher, dataset=dataset or cfg.dataset, split=split,
+                              divergence=cfg.divergence, max_new_tokens=cfg.max_new_tokens,
+                              max_prompt_tokens=cfg.max_prompt_tokens, device=cfg.device, **cfg.env_kwargs)
     # built directly (not via gym.make) so no PassiveEnvChecker/OrderEnforcing layers sit in the stack
-    return apply_constraint(MathDistillEnv(**kwargs), constraint, budget=budget, **dict(ckw))
+    if constraint:
+        return apply_constraint(base, cfg.constraint, budget=cfg.budget, **dict(cfg.constraint_kwargs))
+    return apply_constraint(base, "none", budget=None if cfg.constraint == "worst-case" else cfg.budget)
 
 
-def make_eval_env(cfg: RunConfig) -> gym.Env:
-    """The env of the run's before/after evaluation (its constraint stack on the evaluation split)."""
-    return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset)
+def make_eval_env(cfg: RunConfig, base: gym.Env | None = None) -> gym.Env:
+    """The env of the run's evaluations: its constraint stack on the evaluation split. Pass the ``base`` of a
+    previous evaluation env to reuse its loaded models: the stack is always fresh, so a learned multiplier (or
+    any rule state) starts from its initial value and no evaluation depends on an earlier one."""
+    return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset, base=base)
 
 
 def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
@@ -173,19 +173,19 @@ def train_run(
             prior = json.loads(results_path.read_text())
     elif (run_dir / "checkpoints").exists() or results_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
     stored = config.to_dict()
-    write_json_atomic(run_dir / CONFIG_FILE, stored)
-
-    env = make_env(config.env, config.env.split)
+    env = make_env(config.env, config.env.split)  # built (and so validated) before anything is written
     policy = make_policy(config.policy, config.train.algo, config.env.constraint)
+    test_base = make_eval_env(config).unwrapped if config.eval.n else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / CONFIG_FILE, stored)
     trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
                       budget=config.env.budget)
-    test_env = make_eval_env(config) if config.eval.n else None
 
     def evaluate(p: LLMPolicy) -> dict[str, Any]:
         ev = config.eval
-        return evaluate_policy(p, test_env, ev.n, batch_size=ev.batch_size, seed=ev.seed, budget=config.env.budget)
+        return evaluate_policy(p, make_eval_env(config, test_base), ev.n, batch_size=ev.batch_size, seed=ev.seed,
+                               budget=config.env.budget)
 
     def results(**kw: Any) -> dict[str, Any]:
         res = {"before": before, "after": None, "eval": dataclasses.asdict(config.eval),

@@ -17,6 +17,7 @@ import torch
 from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, last_logits_kwargs, output_cache
 from llm_cmdp_env.kv_cache import new_cache
 from llm_cmdp_env.scoring import left_pad
+from llm_cmdp_env.validation import check_positive_int, check_real
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
@@ -107,10 +108,9 @@ def sample(
         Sauté conditioning: the initial budget state ``[B]`` and the function that advances it after each
         token (see :mod:`llm_cmdp_agents.saute`). Both or neither.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 (use greedy=True for arg-max), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    check_real(temperature, "temperature (use greedy=True for arg-max)", positive=True)
+    check_real(top_p, "top_p", positive=True, high=1.0)
+    check_positive_int(max_new_tokens, "max_new_tokens")
     if (budget0 is None) != (budget_step is None):
         raise ValueError("give both budget0 and budget_step (Sauté conditioning) or neither")
     if budget0 is not None and not policy.budget_conditioned:

@@ -6,9 +6,10 @@ A completion is reduced to one final-answer string by :func:`extract_answer` (``
 sympy), otherwise math-verify (symbolic equivalence) in a worker process. A process, not math-verify's own
 signal alarm, because a hostile answer such as ``9^{9^{9^9}}`` blocks inside C code where no signal handler
 runs, and because signals only work in the main thread. The worker (:mod:`llm_cmdp_env._verify_worker`)
-imports math-verify once and forks a fresh grandchild per check, killed ``timeout`` seconds after it starts,
-so a verdict never depends on earlier checks or on the worker's start-up; replies are matched to requests by
-id, several threads can check at once, and the worker exits when this process dies. :func:`prewarm` starts it
+imports math-verify once and hands each check to a forked checker process, killed ``timeout`` seconds after it
+starts (a checker that answered in time serves the next check), so a verdict never depends on earlier checks
+or on the worker's start-up; replies are matched to requests by id, several threads can check at once, and
+the worker and its checkers exit when this process dies. :func:`prewarm` starts it
 early. An answer that times out, or is longer than :data:`MAX_ANSWER_CHARS`, is judged incorrect and the
 :class:`Verdict` says why.
 """
@@ -359,7 +360,7 @@ class _VerifyService:
                 self._pending.pop(rid, None)
             if reply is None:
                 try:
-                    w.send({"id": rid, "cancel": True}, time.monotonic() + 0.2)  # stop its grandchild now
+                    w.send({"id": rid, "cancel": True}, time.monotonic() + 0.2)  # stop its checker now
                 except _WorkerDied:
                     pass
         if reply is None:
@@ -382,7 +383,7 @@ class _VerifyService:
         raise RuntimeError(f"the math-verify worker process died twice while checking an answer; last: {problem}")
 
     def close(self) -> None:
-        """Stop the worker: closing its stdin makes it kill its grandchildren and exit."""
+        """Stop the worker: closing its stdin makes it kill its checker processes and exit."""
         with self._cond:
             w, self._worker = self._worker, None
         if w is None:
@@ -416,16 +417,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_SERVICE.forget_after_fork)
 
 
-def prewarm() -> None:
-    """Start the math-verify worker process in the background, if it is not running; returns at once.
+def prewarm(wait: bool = False) -> None:
+    """Start the math-verify worker process in the background, if it is not running; returns at once, or with
+    ``wait=True`` once it is ready (e.g. before timing something: its start-up takes a core for ~2 s).
 
     The first symbolic check otherwise pays for the start (importing math-verify, about a second). Idempotent.
     """
-    _SERVICE.get()
+    w = _SERVICE.get()
+    if wait:
+        _SERVICE._wait_ready(w)
 
 
 def _worker_pid() -> int | None:
-    """Process id of the running worker process (its grandchildren are its children), or None."""
+    """Process id of the running worker process (its checker processes are its children), or None."""
     return _SERVICE.pid()
 
 

@@ -317,3 +317,237 @@ def test_forked_process_gets_its_own_worker(checker_up):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     _assert_known_answers()
+
+
+# ---- numbers that come in: attached log-probs, float kwargs, reset options, lengths
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from llm_cmdp_env.actions import TokenAction, VectorTokenAction  # noqa: E402
+from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
+from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
+from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
+from llm_cmdp_env.interrupts import GracefulInterrupt  # noqa: E402
+
+
+def _row(env: MathDistillEnv) -> torch.Tensor:
+    """A valid full log-prob row of the env's vocabulary."""
+    return torch.log_softmax(torch.randn(env.vocab_size, generator=torch.Generator().manual_seed(0)), -1)
+
+
+BAD_ROWS = {
+    "NaN": lambda r: torch.full_like(r, float("nan")),  # gave reverse_kl cost 0.0, a perfect score
+    "positive": lambda r: r + 30.0,  # raw logits
+    "summing": lambda r: r - 1.0,  # unnormalised
+    "+inf": lambda r: torch.where(torch.arange(len(r)) == 3, torch.tensor(float("inf")), r),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_ROWS))
+@pytest.mark.parametrize("divergence", ["reverse_kl", "forward_kl", "log_ratio"])
+def test_bad_attached_logprobs_are_refused_everywhere(tiny_env_kwargs, what, divergence):
+    env = MathDistillEnv(divergence=divergence, **tiny_env_kwargs)
+    env.reset(seed=0)
+    bad = BAD_ROWS[what](_row(env))
+    expect = {"+inf": r"\+inf"}.get(what, what)
+    with pytest.raises(ValueError, match=expect):  # the single env
+        env.step(TokenAction(5, logprobs=bad))
+    venv = MathDistillVectorEnv(num_envs=2, divergence=divergence, **tiny_env_kwargs)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match=expect):  # the vector env
+        venv.step(VectorTokenAction(np.array([5, 6]), logprobs=torch.stack([_row(env), bad])))
+    problems = sample_problems(env, 1)
+    comp = [5, 6] + [7] * (env.max_new_tokens - 2)
+    rows = torch.stack([_row(env)] * len(comp))
+    rows[1] = bad
+    with pytest.raises(ValueError, match=expect):  # the fast path
+        replay(env, problems, [comp], student_logprobs=[rows])
+
+
+def test_valid_rows_with_impossible_tokens_are_accepted(tiny_env_kwargs):
+    env = MathDistillEnv(divergence="reverse_kl", **tiny_env_kwargs)
+    env.reset(seed=0)
+    row = _row(env)
+    row[:10] = float("-inf")  # tokens the policy never picks: zero probability is a log-prob of -inf
+    row = torch.log_softmax(row, -1)
+    _, _, _, _, info = env.step(TokenAction(20, logprobs=row))
+    assert np.isfinite(info["cost"]) and info["cost"] >= 0
+
+
+@pytest.mark.parametrize("value, match", [([-1.0, -2.0], "shape"), (0.5, "positive"), (float("-inf"), "could not"),
+                                          (float("nan"), "NaN")])
+def test_bad_taken_token_logprob_is_refused(tiny_env_kwargs, value, match):
+    env = MathDistillEnv(divergence="log_ratio", **tiny_env_kwargs)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(TokenAction(5, logprob=value))  # [1, 2] silently used the first value before
+
+
+def test_wrong_shapes_of_attached_logprobs(tiny_env_kwargs):
+    env = MathDistillEnv(divergence="reverse_kl", **tiny_env_kwargs)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(TokenAction(5, logprobs=_row(env)[:-1]))
+    venv = MathDistillVectorEnv(num_envs=2, divergence="reverse_kl", **tiny_env_kwargs)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="one per sub-env"):
+        venv.step(VectorTokenAction(np.array([5, 6]), logprobs=_row(env)[None]))
+
+
+@pytest.mark.parametrize("kwarg, value", [("format_reward", float("nan")), ("format_reward", float("inf")),
+                                          ("verify_timeout", float("inf")), ("verify_timeout", 0.0),
+                                          ("max_new_tokens", 0), ("max_new_tokens", 2.5)])
+def test_float_and_int_kwargs_are_checked_at_construction(tiny_env_kwargs, kwarg, value):
+    with pytest.raises((ValueError, TypeError), match=kwarg):
+        MathDistillEnv(**{**tiny_env_kwargs, kwarg: value})
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"problem": -1}, IndexError, "out of range"),  # -1 silently picked the last problem before
+    ({"problem": 10**12}, IndexError, "out of range"),
+    ({"problem": True}, TypeError, "Problem or an int"),
+    ([("problem", 1)], TypeError, "must be a dict"),
+    ({"problme": 3}, ValueError, "unknown reset options"),
+])
+def test_bad_reset_options(tiny_env_kwargs, tmp_path, options, error, match):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n"
+                            for i in range(5)))
+    env = MathDistillEnv(**{**tiny_env_kwargs, "dataset": str(path)})
+    with pytest.raises(error, match=match):
+        env.reset(options=options)
+    venv = MathDistillVectorEnv(num_envs=1, **{**tiny_env_kwargs, "dataset": str(path)})
+    vector_options = {"problems": [options["problem"]]} if "problem" in options else options
+    with pytest.raises(error, match=match.replace("dict", "dict")):
+        venv.reset(options=vector_options)
+
+
+def test_lengths_are_checked_against_the_position_table(tiny_env_kwargs):
+    # the tiny teacher has 1024 positions: this used to build, then crash with IndexError ~900 steps in
+    with pytest.raises(ValueError, match=r"160 \+ 2000 = 2160 exceeds the teacher's 1024 positions"):
+        MathDistillEnv(**{**tiny_env_kwargs, "max_new_tokens": 2000})
+    with pytest.raises(ValueError, match="exceeds"):  # refused before allocating gigabytes of observation
+        MathDistillEnv(**{**tiny_env_kwargs, "max_new_tokens": 10**12})
+    with pytest.raises(ValueError, match="exceeds the teacher's"):
+        gym.make_vec("MathDistill-v0", num_envs=2, **{**tiny_env_kwargs, "max_prompt_tokens": 1020})
+
+
+def test_graceful_interrupt_first_signal_sets_a_flag_second_raises():
+    with GracefulInterrupt(out=lambda m: None) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+# ---- training runs: kills, corrupted checkpoints, resumed settings
+
+def _train_args(tiny_dir, run: Path, updates: int = 4) -> list[str]:
+    return ["train", "--teacher", str(tiny_dir / "teacher"), "--model", str(tiny_dir / "student"),
+            "--max-new-tokens", "8", "--max-prompt-tokens", "160", "--constraint", "learned-lagrangian",
+            "--budget", "40", "--updates", str(updates), "--prompts-per-update", "4", "--minibatch-size", "2",
+            "--lr", "1e-2", "--eval-n", "3", "--eval-batch-size", "2", "--checkpoint-every", "1", "--threads", "1",
+            "--no-progress", "--out", str(run)]
+
+
+def _cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "llm_cmdp_env.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((run / "progress.csv").open())]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "final" / "model.safetensors"))
+
+
+def _results(run: Path) -> dict:
+    res = json.loads((run / "results.json").read_text())
+    for k in ("train_seconds", "run_dir"):
+        res.pop(k)
+    res["last_update"].pop("seconds")
+    return res
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dir, tmp_path, kill):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = _cli(_train_args(tiny_dir, straight))
+    assert proc.wait(timeout=240) == 0, proc.stdout.read()
+
+    proc = _cli(_train_args(tiny_dir, killed))
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "update_000002.pt.sha256").exists():  # kill during update 3
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+        time.sleep(0.02)
+    proc.send_signal(kill)
+    code = proc.wait(timeout=120)
+    assert code == (-signal.SIGKILL if kill == signal.SIGKILL else 130)
+    res = json.loads((killed / "results.json").read_text())
+    assert res["before"] is not None  # the before-evaluation was on disk before training started
+    if kill == signal.SIGTERM:  # graceful: checkpoint, curves and an honest status
+        assert res["status"] == "interrupted" and (killed / "curves.png").is_file()
+
+    proc = _cli(["train", "--out", str(killed), "--resume", "--no-progress", "--threads", "1"])
+    out = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, out
+    assert "resumed from" in out
+    assert _rows(killed) == _rows(straight)
+    assert _results(killed) == _results(straight)  # same before/after and eval n (3, not the default 100)
+    assert _results(killed)["after"]["n"] == 3
+    wa, wb = _weights(straight), _weights(killed)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_corrupted_checkpoints_are_named_and_skipped(tiny_dir, tmp_path, capsys):
+    from llm_cmdp_agents.checkpoint import CheckpointError, latest_checkpoint, verify_checkpoint
+    from llm_cmdp_env.cli import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_dir, run, updates=3)) == 0
+    ckpts = run / "checkpoints"
+    latest = ckpts / "latest.pt"
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a few flipped bytes used to resume silently with garbage optimiser state
+    latest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="latest.pt.*does not match"):
+        verify_checkpoint(latest)
+    assert latest_checkpoint(run) == ckpts / "update_000003.pt"
+    assert "latest.pt" in capsys.readouterr().err
+    half = ckpts / "update_000003.pt"
+    half.write_bytes(half.read_bytes()[: half.stat().st_size // 2])  # cut in half
+    assert latest_checkpoint(run) == ckpts / "update_000002.pt"
+    for p in ckpts.glob("*.pt"):
+        p.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no intact checkpoint"):
+        latest_checkpoint(run)
+    shutil.rmtree(ckpts)
+    assert latest_checkpoint(run) is None
+
+
+def test_resume_keeps_the_runs_settings(tiny_dir, tmp_path, capsys):
+    from llm_cmdp_env.cli import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_dir, run, updates=2)) == 0
+    with pytest.raises(ValueError, match="train.lr"):  # a resumed run keeps its settings
+        main(["train", "--out", str(run), "--resume", "--lr", "0.5", "--no-progress"])
+    assert main(["train", "--out", str(run), "--resume", "--updates", "3", "--no-progress"]) == 0
+    res = json.loads((run / "results.json").read_text())
+    assert res["after"]["n"] == 3 and res["before"]["n"] == 3 and res["updates"] == 3  # not the CLI default 100
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["eval"]["n"] == 3 and cfg["train"]["updates"] == 3

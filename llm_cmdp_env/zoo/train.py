@@ -33,15 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -57,6 +54,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from llm_cmdp_env.atomic_io import atomic_path
+from llm_cmdp_env.interrupts import GracefulInterrupt
 from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, ArithmeticTask
 from llm_cmdp_env.zoo.eval import accuracy
 from llm_cmdp_env.zoo.tokenizer import build_tokenizer
@@ -84,18 +83,6 @@ class ModelSpec:
     data_seed: int  # offset of this model's training seeds
     arch: str = "gpt2"  # "gpt2" (learned absolute positions) or "llama" (rotary positions)
     stop: int | None = None  # stop early at this step (the LR schedule still spans ``steps``)
-
-
-class _Stop:
-    """Set by SIGINT/SIGTERM; the loop checkpoints and exits at the next step boundary."""
-
-    requested = False
-
-    @classmethod
-    def handler(cls, signum: int, frame: FrameType | None) -> None:
-        if cls.requested:  # second signal: stop hard
-            raise KeyboardInterrupt
-        cls.requested = True
 
 
 def _encode(tok: PreTrainedTokenizerFast, question: str, solution: str) -> tuple[list[int], list[int]]:
@@ -238,18 +225,10 @@ def _lr_lambda(spec: ModelSpec) -> Callable[[int], float]:
 
 def _save_ckpt(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int) -> None:
     """Atomically write a resumable checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "step": step,
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "step": step, "torch_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train_model(
@@ -262,8 +241,12 @@ def train_model(
     n_dev: int,
     seed: int,
     snapshots: bool = False,
+    stop: GracefulInterrupt | None = None,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
-    """Train (or resume) one model; return it with a summary (steps, wall time, final dev accuracy)."""
+    """Train (or resume) one model; return it with a summary (steps, wall time, final dev accuracy). When
+    ``stop.requested`` turns true (Ctrl-C / SIGTERM), the step is finished, a checkpoint written and the process
+    exits with status 130."""
+    stop = stop or GracefulInterrupt()
     mdir = work_dir / spec.name
     mdir.mkdir(parents=True, exist_ok=True)
     ckpt = mdir / "ckpt.pt"
@@ -321,10 +304,10 @@ def train_model(
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
-        if step % ckpt_every == 0 or step == last or _Stop.requested:
+        if step % ckpt_every == 0 or step == last or stop.requested:
             _save_ckpt(ckpt, model, opt, sched, step)
             write_summary()
-        if _Stop.requested:
+        if stop.requested:
             bar.close()
             tqdm.write(f"[{spec.name}] interrupted: checkpoint saved at step {step}; rerun with --resume")
             sys.exit(130)
@@ -476,22 +459,23 @@ def main(argv: list[str] | None = None) -> int:
             stop=args.student_stop,
         ),
     }
-    signal.signal(signal.SIGINT, _Stop.handler)
-    signal.signal(signal.SIGTERM, _Stop.handler)
-    for name in args.models:
-        model, summary = train_model(
-            specs[name],
-            tok,
-            work,
-            args.resume,
-            args.ckpt_every,
-            args.eval_every,
-            args.n_dev,
-            args.seed,
-            snapshots=args.snapshots,
-        )
-        export(model, tok, args.out / name, summary)
-        tqdm.write(f"[{name}] exported to {args.out / name} ({summary['train_seconds']:.0f}s of training)")
+    with GracefulInterrupt("Ctrl-C: finishing this step, then saving a checkpoint (again to stop now)",
+                           out=tqdm.write) as stop:
+        for name in args.models:
+            model, summary = train_model(
+                specs[name],
+                tok,
+                work,
+                args.resume,
+                args.ckpt_every,
+                args.eval_every,
+                args.n_dev,
+                args.seed,
+                snapshots=args.snapshots,
+                stop=stop,
+            )
+            export(model, tok, args.out / name, summary)
+            tqdm.write(f"[{name}] exported to {args.out / name} ({summary['train_seconds']:.0f}s of training)")
     return 0
 
 
