@@ -15,6 +15,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from llm_cmdp_agents.device import autocast, resolve_device
+from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.models import quiet_loading, resolve_model
 from llm_cmdp_env.scoring import left_pad
 
 __all__ = ["ActionEval", "LLMPolicy", "resolve_model_path"]
@@ -27,13 +29,9 @@ BUDGET_CLAMP = (-2.0, 2.0)
 
 
 def resolve_model_path(spec: str | os.PathLike) -> str:
-    """``"zoo:student"``/``"zoo:teacher"`` to the shipped folder; anything else unchanged (path or HF id)."""
-    spec = str(spec)
-    if spec.startswith("zoo:"):
-        from llm_cmdp_env.zoo import zoo_model_path
-
-        return str(zoo_model_path(spec[4:]))
-    return spec
+    """``"zoo:student"``/``"zoo:teacher"`` to the shipped folder; a folder or a loadable HF id unchanged (see
+    :func:`llm_cmdp_env.models.resolve_model`, which names the valid forms for anything else)."""
+    return resolve_model(spec)
 
 
 @dataclass
@@ -124,7 +122,8 @@ class LLMPolicy(nn.Module):
             self.model_spec = str(getattr(model, "name_or_path", "") or "")
         else:
             self.model_spec = str(model)
-            hf = AutoModelForCausalLM.from_pretrained(resolve_model_path(model), **(model_kwargs or {}))
+            with quiet_loading():
+                hf = AutoModelForCausalLM.from_pretrained(resolve_model_path(model), **(model_kwargs or {}))
         hf.requires_grad_(True)
         _disable_dropout(hf)
         self.lora_config = dict(lora) if lora else None
@@ -272,9 +271,11 @@ class LLMPolicy(nn.Module):
             import copy
 
             merged = copy.deepcopy(self.lm).merge_and_unload()
-            merged.save_pretrained(path)
+            with quiet_loading():
+                merged.save_pretrained(path)
         else:
-            self.hf_model.save_pretrained(path)
+            with quiet_loading():
+                self.hf_model.save_pretrained(path)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
         heads = {}
@@ -285,7 +286,7 @@ class LLMPolicy(nn.Module):
         torch.save(heads, path / AGENT_HEADS)
         cfg = {"value_head": self.value_head is not None, "budget_conditioning": self.budget_conditioned,
                "base_model": self.model_spec, "trained_with_lora": self.lora_config}
-        (path / AGENT_CONFIG).write_text(json.dumps(cfg, indent=2))
+        write_json_atomic(path / AGENT_CONFIG, cfg)  # last: its presence says the folder is complete
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs: Any) -> LLMPolicy:

@@ -12,8 +12,8 @@ from llm_cmdp_agents.losses import optimise, pad
 from llm_cmdp_agents.rollout import Rollout
 
 if TYPE_CHECKING:
+    from llm_cmdp_agents.config import TrainConfig
     from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.trainer import TrainConfig
 
 __all__ = ["gae", "ppo_update"]
 

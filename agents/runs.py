@@ -146,6 +146,7 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     wandb: bool | dict[str, Any] = False,
+    adaptive_threads: bool = False,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train a policy and write a run folder; evaluate before and after (``config.eval``).
@@ -180,7 +181,7 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / CONFIG_FILE, stored)
     trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
-                      budget=config.env.budget)
+                      budget=config.env.budget, adaptive_threads=adaptive_threads)
 
     def evaluate(p: LLMPolicy) -> dict[str, Any]:
         ev = config.eval

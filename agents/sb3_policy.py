@@ -85,6 +85,11 @@ class HFCausalLMPolicy(ActorCriticPolicy):
         """Next-token logits ``[B, V]`` and values ``[B]`` at the last filled position of each observation."""
         ids = obs["input_ids"].long()
         mask = obs["attention_mask"].long()
+        # observations are right-padded to max_prompt_tokens + max_new_tokens: columns past the longest sequence of
+        # the batch are padding in every row and, under causal attention, change no logit. Dropping them makes a
+        # forward cost the tokens there are, not the observation's full width (~4x on the shipped task).
+        width = max(1, int(mask.sum(-1).max()))
+        ids, mask = ids[:, :width], mask[:, :width]
         last = (mask.sum(-1) - 1).clamp(min=0)
         budget = None
         if self._lm_budget:

@@ -29,6 +29,7 @@ from llm_cmdp_agents.run_log import RunLogger
 from llm_cmdp_agents.saute import budget_tracker
 from llm_cmdp_env.fast_path import sample_problems
 from llm_cmdp_env.interrupts import GracefulInterrupt
+from llm_cmdp_env.threads import AdaptiveThreads
 
 __all__ = ["ALGOS", "TrainConfig", "Trainer"]
 
@@ -59,6 +60,9 @@ class Trainer:
         The run's settings, recorded with W&B.
     budget : float, optional
         The constraint budget, logged in ``progress.csv`` next to the cost (default: the stack's own ``budget``).
+    adaptive_threads : bool
+        Before each update, set torch's CPU threads to the cores other processes left free during the previous
+        one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train`` does unless ``--threads`` is set).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Trainer:
         wandb: bool | dict[str, Any] = False,
         run_config: dict[str, Any] | None = None,
         budget: float | None = None,
+        adaptive_threads: bool = False,
     ) -> None:
         from llm_cmdp_env.envs.math_distill import MathDistillEnv
 
@@ -102,6 +107,7 @@ class Trainer:
         self.wandb = wandb
         self.run_config = run_config
         self.interrupted = False
+        self.threads = AdaptiveThreads() if adaptive_threads else None
         env.reset(seed=cfg.seed)
 
     @property
@@ -123,6 +129,8 @@ class Trainer:
 
     def step(self) -> dict[str, Any]:
         """Collect one batch, update the policy, log; returns the update's statistics."""
+        if self.threads is not None:
+            self.threads.adjust()
         t0 = time.perf_counter()
         batch = self.collect()
         update = ppo_update if self.config.algo == "ppo" else grpo_update

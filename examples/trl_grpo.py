@@ -28,7 +28,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=4, help="GRPO optimizer steps")
     p.add_argument("--budget", type=float, default=10.0, help="episode teacher-NLL budget d")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="env max_new_tokens = TRL max_completion_length")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="env max_new_tokens = TRL max_completion_length")
     p.add_argument("--lr", type=float, default=1e-5)
     args = p.parse_args()
 

@@ -12,8 +12,8 @@ ENV_ID = "MathDistill-v0"
 if ENV_ID not in registry:
     register(
         id=ENV_ID,
-        entry_point="llm_cmdp_env.envs.registration:make_math_distill",
-        vector_entry_point="llm_cmdp_env.envs.registration:make_math_distill_vector",
+        entry_point="llm_cmdp_env.registration:make_math_distill",
+        vector_entry_point="llm_cmdp_env.registration:make_math_distill_vector",
         disable_env_checker=False,
     )
 

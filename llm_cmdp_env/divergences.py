@@ -17,26 +17,70 @@ distribution (attached to the action by the agent, or from the ``student`` model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+#: ``cost(teacher_logp [B, V], actions [B], teacher_token_logp [B], student_logp [B, V] | None,
+#: student_token_logp [B] | None) -> cost [B]`` (float32 tensors).
+CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"],
+                  torch.Tensor]
 
 
 @dataclass(frozen=True)
 class DivergenceSpec:
-    """What a divergence needs: nothing from the student, the acted token's log-prob, or the full row."""
+    """A per-token cost by name: what it needs from the student (nothing, the acted token's log-prob, or the full
+    row) and the function computing it."""
 
     name: str
     needs_student: bool
     needs_full_student: bool
+    cost: CostFn
+
+
+def _xlogx_diff(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
+    """sum_a p (log p - log q), treating 0 * anything as 0."""
+    p = p_logp.exp()
+    terms = torch.where(p > 0, p * (p_logp - q_logp), torch.zeros_like(p))
+    return terms.sum(-1)
+
+
+def _teacher_nll(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: Any, s_tok: Any) -> torch.Tensor:
+    return -t_tok
+
+
+def _log_ratio(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: Any, s_tok: Any) -> torch.Tensor:
+    if s_tok is None:
+        if s is None:
+            raise ValueError("divergence 'log_ratio' needs the student's log-probability of the action")
+        s_tok = s.gather(-1, a[:, None]).squeeze(-1)
+    return s_tok.float().view(-1) - t_tok
+
+
+def _reverse_kl(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: torch.Tensor, s_tok: Any) -> torch.Tensor:
+    return _xlogx_diff(s, t)
+
+
+def _forward_kl(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: torch.Tensor, s_tok: Any) -> torch.Tensor:
+    return _xlogx_diff(t, s)
 
 
 DIVERGENCES: dict[str, DivergenceSpec] = {
-    "teacher_nll": DivergenceSpec("teacher_nll", False, False),
-    "log_ratio": DivergenceSpec("log_ratio", True, False),
-    "reverse_kl": DivergenceSpec("reverse_kl", True, True),
-    "forward_kl": DivergenceSpec("forward_kl", True, True),
+    "teacher_nll": DivergenceSpec("teacher_nll", False, False, _teacher_nll),
+    "log_ratio": DivergenceSpec("log_ratio", True, False, _log_ratio),
+    "reverse_kl": DivergenceSpec("reverse_kl", True, True, _reverse_kl),
+    "forward_kl": DivergenceSpec("forward_kl", True, True, _forward_kl),
 }
+
+
+def register_divergence(name: str, cost: CostFn, *, needs_student: bool, needs_full_student: bool = False) -> None:
+    """Make ``cost`` available as ``divergence=name`` (see :data:`CostFn` for its arguments). A student-dependent
+    cost reads the acting policy's log-probs, which the env takes from the action or its ``student`` model."""
+    if needs_full_student and not needs_student:
+        raise ValueError("needs_full_student implies needs_student")
+    DIVERGENCES[name] = DivergenceSpec(name, needs_student, needs_full_student, cost)
 
 
 def get_divergence(name: str) -> DivergenceSpec:
@@ -45,13 +89,6 @@ def get_divergence(name: str) -> DivergenceSpec:
         return DIVERGENCES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown divergence {name!r}: expected one of {sorted(DIVERGENCES)}") from None
-
-
-def _xlogx_diff(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
-    """sum_a p (log p - log q), treating 0 * anything as 0."""
-    p = p_logp.exp()
-    terms = torch.where(p > 0, p * (p_logp - q_logp), torch.zeros_like(p))
-    return terms.sum(-1)
 
 
 def divergence_cost(
@@ -79,21 +116,12 @@ def divergence_cost(
     """
     spec = get_divergence(name)
     t = teacher_logp.float()
-    a = actions.long().view(-1, 1)
-    t_tok = t.gather(-1, a).squeeze(-1)
-    if spec.name == "teacher_nll":
-        return -t_tok
-    if spec.needs_full_student and student_logp is None:
-        raise ValueError(f"divergence {name!r} needs the student's full next-token log-probabilities")
-    if spec.name == "log_ratio":
-        if student_token_logp is None:
-            if student_logp is None:
-                raise ValueError("divergence 'log_ratio' needs the student's log-probability of the action")
-            student_token_logp = student_logp.float().gather(-1, a).squeeze(-1)
-        return student_token_logp.float().view(-1) - t_tok
-    s = student_logp.float()
-    if s.shape != t.shape:
-        raise ValueError(f"student log-probs have shape {tuple(s.shape)}, teacher's {tuple(t.shape)}")
-    if spec.name == "reverse_kl":
-        return _xlogx_diff(s, t)
-    return _xlogx_diff(t, s)
+    a = actions.long().view(-1)
+    t_tok = t.gather(-1, a[:, None]).squeeze(-1)
+    s = None if student_logp is None else student_logp.float()
+    if spec.needs_full_student:
+        if s is None:
+            raise ValueError(f"divergence {name!r} needs the student's full next-token log-probabilities")
+        if s.shape != t.shape:
+            raise ValueError(f"student log-probs have shape {tuple(s.shape)}, teacher's {tuple(t.shape)}")
+    return spec.cost(t, a, t_tok, s, student_token_logp)

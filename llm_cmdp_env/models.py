@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -11,12 +13,47 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 ZOO_PREFIX = "zoo:"
 
 
-def _resolve_path(spec: str) -> str:
+def resolve_model(spec: str | os.PathLike) -> str:
+    """Where to load a model from: ``"zoo:teacher"``/``"zoo:student"`` -> the shipped folder, a local folder as
+    is, a Hugging Face id as is when it can be loaded (online, or in the local cache when offline).
+
+    Raises
+    ------
+    ValueError
+        For a name that is none of these, naming the valid forms (``student`` -> did you mean ``zoo:student``?),
+        instead of an error deep inside the Hub client.
+    """
+    spec = str(spec)
     if spec.startswith(ZOO_PREFIX):
         from llm_cmdp_env.zoo import zoo_model_path
 
         return str(zoo_model_path(spec[len(ZOO_PREFIX) :]))
-    return spec
+    if os.path.exists(spec) or not _hub_offline() or _in_hub_cache(spec):
+        return spec
+    from llm_cmdp_env.zoo import ZOO_MODELS
+
+    hint = f" Did you mean zoo:{spec}?" if spec in ZOO_MODELS else ""
+    raise ValueError(
+        f"model {spec!r} not found: it is not a local folder, not a shipped model "
+        f"({', '.join(ZOO_PREFIX + m for m in ZOO_MODELS)}), and not a Hugging Face id in the local cache "
+        f"(HF_HUB_OFFLINE is set, so nothing is downloaded).{hint}"
+    )
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return True
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001 - an invalid repo id is simply not in the cache
+        return False
+    return isinstance(found, str)
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
@@ -27,6 +64,21 @@ def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}: expected one of {sorted(names)} or a torch.dtype")
     return names[dtype]
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No "Loading weights" / "Writing model shards" progress bar per model load or save (an env loads its models
+    at every construction); the previous setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(
@@ -48,7 +100,8 @@ def load_model(
         kwargs = dict(from_pretrained_kwargs)
         if dtype is not None:
             kwargs["dtype"] = _parse_dtype(dtype)
-        model = AutoModelForCausalLM.from_pretrained(_resolve_path(str(spec)), **kwargs)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(resolve_model(spec), **kwargs)
     model = model.to(device)
     model.eval()
     model.requires_grad_(False)
@@ -62,7 +115,7 @@ def load_tokenizer(spec: str | os.PathLike | PreTrainedModel, **kwargs: Any) -> 
         if not path:
             raise ValueError("cannot find the tokenizer of a model object; pass tokenizer= explicitly")
         spec = path
-    return AutoTokenizer.from_pretrained(_resolve_path(str(spec)), **kwargs)
+    return AutoTokenizer.from_pretrained(resolve_model(spec), **kwargs)
 
 
 def vocab_size(model: PreTrainedModel) -> int:

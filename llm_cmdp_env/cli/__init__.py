@@ -14,7 +14,7 @@ import sys
 from llm_cmdp_env.cli import commands
 from llm_cmdp_env.cli.run_options import add_options, env_options, eval_options, policy_options, train_options
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -32,8 +32,8 @@ def _run_defaults() -> dict:
 
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="torch CPU threads (default 0: the cores not already busy with other processes, see "
-                        "docs/performance.md)")
+                   help="torch CPU threads (default 0: the cores other processes leave free; train re-checks "
+                        "before every update; see docs/performance.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,10 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``llm-cmdp`` console script."""
-    # OpenMP threads that sleep instead of spinning while they wait: spinning threads keep a core busy for
-    # nothing and slow a training run badly when another process shares the machine (docs/performance.md).
-    # Must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command != "data":  # models and datasets never download by surprise; `data fetch` is the one way. Set
@@ -144,5 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def run() -> None:
+    """The console script ``llm-cmdp``: :func:`main`, with a bad setting, a missing file or an existing run folder
+    reported as one ``llm-cmdp: error: ...`` line (exit status 2) instead of a traceback."""
+    try:
+        code = main()
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as e:
+        print(f"llm-cmdp: error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -18,16 +18,11 @@ __all__ = ["add_data_parser", "compare", "data", "default_threads", "demo", "eva
 
 
 def default_threads() -> int:
-    """The torch threads to use when none is asked for: the cores this process may run on, minus the load other
-    processes already put on them (1-minute load average), at least 1. Oversubscribed threads wait for each
-    other at every kernel; on a shared 2-core machine 2 threads beside a busy process were slower than 1
-    (docs/performance.md)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    """The torch threads to use when none is asked for: the cores other processes leave free
+    (:func:`llm_cmdp_env.threads.free_cores`)."""
+    from llm_cmdp_env.threads import free_cores
+
+    return free_cores()
 
 
 def set_threads(n: int) -> None:
@@ -182,7 +177,7 @@ def train(args: argparse.Namespace) -> int:
         require_wandb()  # fail now, not after loading the models and the before-training evaluation
         wandb = {"project": args.wandb}
     res = train_run(out, cfg, resume=args.resume, progress=not args.no_progress, wandb=wandb,
-                    out=(lambda m: None) if args.json else print)
+                    adaptive_threads=args.threads == 0, out=(lambda m: None) if args.json else print)
     if args.json:
         print(json.dumps({k: res[k] for k in ("before", "after", "train_seconds", "updates", "run_dir")}))
     else:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from llm_cmdp_env.models import quiet_loading
 from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, ArithmeticTask
 from llm_cmdp_env.tasks.base import Problem
 from llm_cmdp_env.verify import check_answer
@@ -129,7 +130,8 @@ def evaluate(
     for name in ZOO_MODELS:
         path = zoo_model_path(name)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
         scores = accuracy(model, tokenizer, problems, batch_size, max_new_tokens)
         result[f"{name}_accuracy"] = scores["accuracy"]
         result[f"{name}_eos_rate"] = scores["eos_rate"]

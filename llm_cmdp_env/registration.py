@@ -1,4 +1,5 @@
-"""Entry points behind ``gym.make("MathDistill-v0")`` and ``gym.make_vec("MathDistill-v0")``.
+"""Entry points behind ``gym.make("MathDistill-v0")`` and ``gym.make_vec("MathDistill-v0")``: the env and its
+constraint stack in one call (so this module sits above both ``envs/`` and ``wrappers/``).
 
 Besides the env's own keyword arguments they accept ``constraint=`` (a name from
 ``llm_cmdp_env.wrappers.CONSTRAINTS``), ``budget=`` and ``constraint_kwargs=`` to build the wrapper stack
@@ -11,6 +12,10 @@ from typing import Any
 
 import gymnasium as gym
 
+from llm_cmdp_env.envs.math_distill import MathDistillEnv
+from llm_cmdp_env.envs.vector import MathDistillVectorEnv
+from llm_cmdp_env.wrappers import apply_constraint, apply_vector_constraint
+
 
 def make_math_distill(
     constraint: str | None = None,
@@ -19,13 +24,9 @@ def make_math_distill(
     **env_kwargs: Any,
 ) -> gym.Env:
     """Build ``MathDistillEnv(**env_kwargs)`` wrapped by the named constraint stack (none by default)."""
-    from llm_cmdp_env.envs.math_distill import MathDistillEnv
-
     env: gym.Env = MathDistillEnv(**env_kwargs)
     if constraint is None and budget is None and not constraint_kwargs:
         return env
-    from llm_cmdp_env.wrappers import apply_constraint
-
     return apply_constraint(env, constraint, budget=budget, **(constraint_kwargs or {}))
 
 
@@ -37,11 +38,7 @@ def make_math_distill_vector(
     **env_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """Build the native ``MathDistillVectorEnv`` wrapped by the named vector constraint stack."""
-    from llm_cmdp_env.envs.vector import MathDistillVectorEnv
-
     venv: gym.vector.VectorEnv = MathDistillVectorEnv(num_envs=num_envs, **env_kwargs)
     if constraint is None and budget is None and not constraint_kwargs:
         return venv
-    from llm_cmdp_env.wrappers import apply_vector_constraint
-
     return apply_vector_constraint(venv, constraint, budget=budget, **(constraint_kwargs or {}))
