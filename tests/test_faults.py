@@ -551,3 +551,18 @@ def test_resume_keeps_the_runs_settings(tiny_dir, tmp_path, capsys):
     assert res["after"]["n"] == 3 and res["before"]["n"] == 3 and res["updates"] == 3  # not the CLI default 100
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["eval"]["n"] == 3 and cfg["train"]["updates"] == 3
+
+
+def test_nan_costs_are_refused_by_the_wrappers():
+    from llm_cmdp_env.wrappers import apply_constraint, apply_vector_constraint
+    from tests.fake_cmdp import Episode, FakeCMDP
+
+    env = apply_constraint(FakeCMDP([Episode([float("nan")])]), "budget", budget=1.0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="nan"):
+        env.step(1)
+    venv = apply_vector_constraint(gym.vector.SyncVectorEnv([lambda: FakeCMDP([Episode([float("nan")])])] * 2),
+                                   "budget", budget=1.0)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="nan"):
+        venv.step(np.array([1, 1]))

@@ -85,6 +85,8 @@ def vector_costs(infos: Mapping[str, Any], stepped: np.ndarray, wrapper: str) ->
             "infos['cost']"
         )
     out[stepped] = cost[stepped]
+    if np.isnan(out).any():
+        raise ValueError(f"{wrapper}: sub-envs {np.flatnonzero(np.isnan(out)).tolist()} reported infos['cost'] = nan")
     return out
 
 
