@@ -94,7 +94,16 @@ def checker_up():
     assert verify.is_equivalent("\\frac{1}{2}", "0.5") == (True, "equal")
 
 
-def test_interrupted_checks_do_not_shift_later_verdicts(checker_up):
+@pytest.fixture()
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt during the test, whatever the runner inherited (a job started in the
+    background of a non-interactive shell has SIGINT ignored)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_interrupted_checks_do_not_shift_later_verdicts(checker_up, ctrl_c_raises):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs to run in the main thread")
     main = threading.main_thread().ident
@@ -438,7 +447,8 @@ def test_lengths_are_checked_against_the_position_table(tiny_env_kwargs):
         gym.make_vec("MathDistill-v0", num_envs=2, **{**tiny_env_kwargs, "max_prompt_tokens": 1020})
 
 
-def test_graceful_interrupt_first_signal_sets_a_flag_second_raises():
+def test_graceful_interrupt_first_signal_sets_a_flag_second_raises(ctrl_c_raises):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with GracefulInterrupt(out=lambda m: None) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
@@ -446,7 +456,7 @@ def test_graceful_interrupt_first_signal_sets_a_flag_second_raises():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # restored
 
 
 # ---- training runs: kills, corrupted checkpoints, resumed settings
