@@ -13,6 +13,15 @@ from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
 
 __all__ = ["ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
 
+def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
+    """``cls(**d)`` after checking every key is a field (unknown keys are an error naming the accepted ones)."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {section!r} settings {sorted(unknown)}; accepted: {sorted(names)}")
+    return cls(**d)
+
+
 ALGOS = ("ppo", "grpo")
 
 
@@ -108,14 +117,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in fields(cls)}
         d = dict(d)
         if "normalize_advantages" in d and "normalise_advantages" not in d:  # the spelling of configs before 0.2
             d["normalise_advantages"] = d.pop("normalize_advantages")
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; accepted: {sorted(names)}")
-        return cls(**d)
+        return _from_dict(cls, d, "train")
 
 
 
@@ -165,14 +170,6 @@ class EvalConfig:
     def __post_init__(self) -> None:
         self.n = check_positive_int(self.n, "eval n", minimum=0)
         self.batch_size = check_positive_int(self.batch_size, "eval batch_size")
-
-
-def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown {section!r} settings {sorted(unknown)}; accepted: {sorted(names)}")
-    return cls(**d)
 
 
 @dataclass

@@ -18,7 +18,6 @@ from llm_cmdp_env.actions import TokenAction, parse_action
 from llm_cmdp_env.core import DistillSetup, ScoredCompletion
 from llm_cmdp_env.scoring import IncrementalScorer
 from llm_cmdp_env.tasks import Problem
-from llm_cmdp_env.verify import DEFAULT_TIMEOUT
 
 
 class MathDistillEnv(gym.Env):
@@ -71,33 +70,11 @@ class MathDistillEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
-    def __init__(
-        self,
-        teacher: Any = "zoo:teacher",
-        student: Any = None,
-        dataset: Any = "arithmetic",
-        split: str | None = None,
-        divergence: str = "teacher_nll",
-        max_new_tokens: int = 128,
-        max_prompt_tokens: int = 512,
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
-        prompt_template: str = "auto",
-        tokenizer: Any = None,
-        verify_timeout: float = DEFAULT_TIMEOUT,
-        format_reward: float = 0.0,
-        model_kwargs: dict[str, Any] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
+    def __init__(self, *, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         self.render_mode = render_mode
-        self.setup = DistillSetup(
-            teacher=teacher, student=student, dataset=dataset, split=split, divergence=divergence,
-            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, device=device, dtype=dtype,
-            prompt_template=prompt_template, tokenizer=tokenizer, verify_timeout=verify_timeout,
-            format_reward=format_reward, model_kwargs=model_kwargs,
-        )
+        self.setup = DistillSetup(**kwargs)  # the keyword arguments above, validated in one place
         su = self.setup
         self.task, self.teacher, self.student, self.tokenizer = su.task, su.teacher, su.student, su.tokenizer
         self.divergence, self.vocab_size, self.eos_ids, self.pad_id = (
