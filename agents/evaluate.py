@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.rollout import rollout
 from llm_cmdp_env.validation import check_positive_int
@@ -27,6 +28,7 @@ def evaluate_policy(
     seed: int = 0,
     budget: float | None = None,
     start_index: int = 0,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """Run the policy on problems ``start_index .. start_index + n - 1`` of the env's dataset (the same set
     for every policy evaluated with the same env settings) and summarise.
@@ -49,6 +51,10 @@ def evaluate_policy(
         Arg-max decoding (default); otherwise sample at ``temperature`` with a ``seed``-ed generator.
     budget : float, optional
         Used for constraint satisfaction only when the env stack reports no ``constraint_satisfied``.
+    world : World, optional
+        Spread the batches over data-parallel ranks (batch ``b`` on rank ``b mod size``) and merge the episodes
+        in order: every rank returns the numbers one process evaluating alone would (each batch is the same batch
+        whichever rank runs it).
 
     Returns
     -------
@@ -61,31 +67,36 @@ def evaluate_policy(
     task = env.unwrapped.setup.task
     if start_index < 0 or start_index + n > len(task):
         raise ValueError(f"n={n} problems from index {start_index} asked, but the dataset has {len(task)}")
+    world = world or World()
     env.reset(seed=seed)
     gen = torch.Generator(device=policy.device).manual_seed(seed)
-    correct, sat, costs, lengths, returns = [], [], [], [], []
+    starts = list(range(start_index, start_index + n, batch_size))
+    records: list[tuple[int, dict[str, list[Any]]]] = []
     was_training = policy.training
     policy.eval()
     try:
-        for start in range(start_index, start_index + n, batch_size):
+        for b, start in enumerate(starts):
+            if b % world.size != world.rank:
+                continue
             problems = [task[i] for i in range(start, min(start + batch_size, start_index + n))]
+            if not greedy:  # the generator draws per batch, so a batch samples the same on any rank
+                gen.manual_seed(seed * 1_000_003 + b)
             batch = rollout(policy, env, problems, temperature=temperature, greedy=greedy, generator=gen)
-            correct.extend(batch.task_rewards.tolist())
-            costs.extend(batch.episode_costs.tolist())
-            lengths.extend(len(c) for c in batch.completions)
-            returns.extend(batch.returns.tolist())
             flags = batch.satisfied()
-            if flags is not None:
-                sat.extend(flags.tolist())
-            else:
-                sat.extend([None] * len(problems) if budget is None else (batch.episode_costs <= budget).tolist())
+            if flags is None:
+                flags = [None] * len(problems) if budget is None else (batch.episode_costs <= budget)
+            records.append((b, {"correct": batch.task_rewards.tolist(), "cost": batch.episode_costs.tolist(),
+                                "length": [len(c) for c in batch.completions], "return": batch.returns.tolist(),
+                                "sat": [None if f is None else bool(f) for f in flags]}))
     finally:
         policy.train(was_training)
+    merged = sorted((r for part in world.gather(records) for r in part), key=lambda r: r[0])
+    col = {k: [x for _, rec in merged for x in rec[k]] for k in ("correct", "cost", "length", "return", "sat")}
     return {
-        "accuracy": float(np.mean(correct)),
-        "constraint_satisfaction": None if any(s is None for s in sat) else float(np.mean(sat)),
-        "mean_cost": float(np.mean(costs)),
-        "mean_length": float(np.mean(lengths)),
-        "mean_return": float(np.mean(returns)),
+        "accuracy": float(np.mean(col["correct"])),
+        "constraint_satisfaction": None if any(s is None for s in col["sat"]) else float(np.mean(col["sat"])),
+        "mean_cost": float(np.mean(col["cost"])),
+        "mean_length": float(np.mean(col["length"])),
+        "mean_return": float(np.mean(col["return"])),
         "n": n,
     }

@@ -3,11 +3,13 @@ group of the same prompt, no critic."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.losses import optimise, pad
 from llm_cmdp_agents.rollout import Rollout
 
@@ -32,17 +34,21 @@ def group_advantages(returns: np.ndarray, groups: np.ndarray, eps: float = 1e-6)
 
 
 def grpo_update(
-    policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator
+    policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator,
+    forward: Callable[..., Any] | None = None, world: World | None = None,
 ) -> dict[str, float]:
     """One GRPO update: each episode's return (sum of the wrapper stack's rewards) is normalised within its
     group, the advantage is given to every token of the episode, and the clipped surrogate is averaged per
     sequence then over sequences (the DeepSeekMath normalisation). No value loss, no KL term (the divergence
-    from the teacher is the env's cost)."""
+    from the teacher is the env's cost). A group is on one rank, so its statistics are local; see
+    :func:`~llm_cmdp_agents.losses.optimise` for ``forward`` and ``world``."""
+    world = world or World()
     a = group_advantages(rollout.returns, rollout.groups)
     adv = pad([np.full(len(c), a[i]) for i, c in enumerate(rollout.completions)])
     stats = optimise(policy, optimizer, rollout, adv, returns=None, epochs=cfg.epochs,
                      minibatch_size=cfg.minibatch_size, clip=cfg.clip, vf_coef=0.0, ent_coef=cfg.ent_coef,
-                     max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, per_sequence=True)
-    stats["group_return_std"] = float(np.mean([rollout.returns[rollout.groups == g].std()
-                                                for g in np.unique(rollout.groups)]))
+                     max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, per_sequence=True,
+                     forward=forward, world=world)
+    stds = world.concat([float(rollout.returns[rollout.groups == g].std()) for g in np.unique(rollout.groups)])
+    stats["group_return_std"] = float(np.mean(stds))
     return stats

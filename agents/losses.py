@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.rollout import Rollout
 
 if TYPE_CHECKING:
-    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.policy import ActionEval, LLMPolicy
 
 __all__ = ["clipped_policy_loss", "masked_mean", "optimise", "pad", "value_loss"]
 
@@ -25,12 +26,15 @@ def pad(rows: Sequence[torch.Tensor | np.ndarray], width: int | None = None) -> 
     return out
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, per_sequence: bool = False) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, per_sequence: bool = False,
+                denominator: float | None = None) -> torch.Tensor:
     """Mean of ``x`` over the positions where ``mask`` is 1: over all tokens of the batch, or (``per_sequence``)
-    first within each sequence, then over sequences (GRPO's normalisation)."""
+    first within each sequence, then over sequences (GRPO's normalisation). ``denominator``: divide the sum by this
+    count instead of the local one (the tokens, or sequences, of a minibatch spread over several ranks)."""
     if per_sequence:
-        return ((x * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+        per_seq = (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return per_seq.mean() if denominator is None else per_seq.sum() / denominator
+    return (x * mask).sum() / (mask.sum().clamp(min=1) if denominator is None else denominator)
 
 
 def clipped_policy_loss(
@@ -40,27 +44,30 @@ def clipped_policy_loss(
     mask: torch.Tensor,
     clip: float,
     per_sequence: bool = False,
+    denominator: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""PPO's clipped surrogate, to minimise:
     :math:`-\mathbb E[\min(\rho A, \operatorname{clip}(\rho, 1-\epsilon, 1+\epsilon) A)]`,
-    :math:`\rho = \exp(\log\pi - \log\pi_{old})`, per token.
+    :math:`\rho = \exp(\log\pi - \log\pi_{old})`, per token (``denominator`` as in :func:`masked_mean`).
 
     Returns the loss and statistics: ``approx_kl`` (the k3 estimator
-    :math:`\mathbb E[\rho - 1 - \log\rho]`) and ``clip_frac`` (fraction of tokens where the clip is active).
+    :math:`\mathbb E[\rho - 1 - \log\rho]`) and ``clip_frac`` (fraction of tokens where the clip is active),
+    over this call's tokens.
     """
     log_ratio = (logp - old_logp) * mask
     ratio = torch.exp(log_ratio)
     surr = torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages)
-    loss = -masked_mean(surr, mask, per_sequence)
+    loss = -masked_mean(surr, mask, per_sequence, denominator)
     with torch.no_grad():
         kl = masked_mean(ratio - 1 - log_ratio, mask)
         clipped = masked_mean(((ratio - 1).abs() > clip).float(), mask)
     return loss, {"approx_kl": float(kl), "clip_frac": float(clipped)}
 
 
-def value_loss(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def value_loss(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               denominator: float | None = None) -> torch.Tensor:
     r""":math:`\frac12 \mathbb E[(V(s_t) - \hat R_t)^2]` over the tokens."""
-    return 0.5 * masked_mean((values - returns) ** 2, mask)
+    return 0.5 * masked_mean((values - returns) ** 2, mask, denominator=denominator)
 
 
 def optimise(
@@ -79,40 +86,66 @@ def optimise(
     temperature: float,
     rng: np.random.Generator,
     per_sequence: bool = False,
+    forward: Callable[..., ActionEval] | None = None,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Epochs of shuffled minibatch steps (minibatches of whole episodes) on the clipped surrogate (+ value
-    loss when ``returns`` is given, - entropy bonus). ``advantages``/``returns`` are ``[N, T_max]``."""
+    loss when ``returns`` is given, - entropy bonus). ``advantages``/``returns`` are ``[N, T_max]`` for the
+    episodes this rank holds.
+
+    Minibatches are shuffles of the *global* episode indices (``rollout.offset`` and ``rollout.global_lengths``
+    place this rank's episodes in the global batch): each rank computes the loss terms of the episodes of a
+    minibatch it holds, normalised by the minibatch's global token (or sequence) count, so the gradients that
+    ``forward`` (DDP) averages over ranks are those of the whole minibatch. ``forward`` defaults to
+    ``policy.evaluate_actions``."""
+    world = world or World()
+    forward = forward or policy.evaluate_actions
     n = len(rollout)
+    lengths = np.asarray(rollout.global_lengths if rollout.global_lengths is not None
+                         else [len(c) for c in rollout.completions])
+    total, offset = len(lengths), rollout.offset
     old = pad(rollout.old_logprobs, advantages.shape[1]).to(policy.device)
     adv = advantages.to(policy.device)
     ret = returns.to(policy.device) if returns is not None else None
     logs: dict[str, list[float]] = {}
     policy.train()
     for _ in range(epochs):
-        order = rng.permutation(n)
-        for start in range(0, n, minibatch_size):
-            idx = order[start: start + minibatch_size]
-            ev = policy.evaluate_actions(
-                [rollout.prompts[i] for i in idx], [rollout.completions[i] for i in idx], temperature,
-                None if rollout.budgets is None else [rollout.budgets[i] for i in idx],
-            )
+        order = rng.permutation(total)
+        for start in range(0, total, minibatch_size):
+            members = order[start: start + minibatch_size]
+            mine = [int(i) - offset for i in members if offset <= i < offset + n]
+            denominator = float(len(members) if per_sequence else lengths[members].sum())
+            weight = 1.0
+            if not mine:  # every rank runs each step (DDP's collectives); this one holds none of its episodes
+                mine, weight = [0], 0.0
+            idx = np.asarray(mine)
+            ev = forward([rollout.prompts[i] for i in idx], [rollout.completions[i] for i in idx], temperature,
+                         None if rollout.budgets is None else [rollout.budgets[i] for i in idx])
             t = ev.logprobs.shape[1]
             sel = torch.as_tensor(idx, device=policy.device)
-            pl, st = clipped_policy_loss(ev.logprobs, old[sel, :t], adv[sel, :t], ev.mask, clip, per_sequence)
-            ent = masked_mean(ev.entropy, ev.mask)
+            pl, st = clipped_policy_loss(ev.logprobs, old[sel, :t], adv[sel, :t], ev.mask, clip, per_sequence,
+                                         denominator)
+            ent = masked_mean(ev.entropy, ev.mask, denominator=float(lengths[members].sum()))
             loss = pl - ent_coef * ent
+            vl = torch.zeros(())
             if ret is not None:
                 if ev.values is None:
                     raise ValueError("PPO needs a policy with a value head (value_head=True)")
-                vl = value_loss(ev.values, ret[sel, :t], ev.mask)
+                vl = value_loss(ev.values, ret[sel, :t], ev.mask, denominator=float(lengths[members].sum()))
                 loss = loss + vf_coef * vl
-                st["value_loss"] = float(vl.detach())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * (weight * world.size)).backward()  # DDP averages over ranks: the sum is what we want
             gn = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
             optimizer.step()
-            st.update(policy_loss=float(pl.detach()), entropy=float(ent.detach()), grad_norm=float(gn))
-            for k, v in st.items():
-                logs.setdefault(k, []).append(v)
+            tokens = float(ev.mask.sum()) * weight
+            pl_sum, ent_sum, vl_sum, kl, cf, tok = world.sum([
+                float(pl.detach()) * weight, float(ent.detach()) * weight, float(vl.detach()) * weight,
+                st["approx_kl"] * tokens, st["clip_frac"] * tokens, tokens])
+            step = {"policy_loss": pl_sum, "entropy": ent_sum, "approx_kl": kl / max(tok, 1.0),
+                    "clip_frac": cf / max(tok, 1.0), "grad_norm": float(gn)}
+            if ret is not None:
+                step["value_loss"] = vl_sum
+            for k, v in step.items():
+                logs.setdefault(k, []).append(float(v))
     policy.eval()
     return {k: float(np.mean(v)) for k, v in logs.items()}

@@ -3,11 +3,13 @@ value-head baseline, and the clipped surrogate."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.losses import optimise, pad
 from llm_cmdp_agents.rollout import Rollout
 
@@ -37,10 +39,13 @@ def gae(rewards: np.ndarray, values: np.ndarray, gamma: float, lam: float) -> tu
 
 
 def ppo_update(
-    policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator
+    policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator,
+    forward: Callable[..., Any] | None = None, world: World | None = None,
 ) -> dict[str, float]:
-    """One PPO update on ``rollout``: values of the sampling policy, GAE, batch-whitened advantages, then
-    ``cfg.epochs`` epochs of clipped minibatch steps with a value loss."""
+    """One PPO update on ``rollout``: values of the sampling policy, GAE, advantages whitened over the tokens of
+    the global batch (every rank's), then ``cfg.epochs`` epochs of clipped minibatch steps with a value loss
+    (see :func:`~llm_cmdp_agents.losses.optimise` for ``forward`` and ``world``)."""
+    world = world or World()
     with torch.no_grad():
         values = []
         for s in range(0, len(rollout), cfg.minibatch_size):
@@ -54,11 +59,16 @@ def ppo_update(
     adv = pad(list(advs))
     mask = pad([np.ones(len(a)) for a in advs])
     if cfg.normalise_advantages:
-        mean = (adv * mask).sum() / mask.sum()
-        std = torch.sqrt((((adv - mean) * mask) ** 2).sum() / mask.sum())
-        adv = (adv - mean) / (std + 1e-8) * mask
+        flat = np.concatenate(advs)
+        total, count = world.sum([flat.sum(), flat.size])
+        mean = total / count
+        std = float(np.sqrt(world.sum(((flat - mean) ** 2).sum())[0] / count))
+        adv = (adv - float(mean)) / (std + 1e-8) * mask
     stats = optimise(policy, optimizer, rollout, adv, returns=pad(list(rets)), epochs=cfg.epochs,
                      minibatch_size=cfg.minibatch_size, clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
-                     max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng)
-    stats["value_mean"] = float(np.mean(np.concatenate(values)))
+                     max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, forward=forward,
+                     world=world)
+    flat_values = np.concatenate(values)
+    value_sum, value_count = world.sum([flat_values.sum(), flat_values.size])
+    stats["value_mean"] = float(value_sum / value_count)
     return stats

@@ -7,7 +7,7 @@ The trainer and :func:`~llm_cmdp_agents.evaluate.evaluate_policy` call :func:`ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
 from llm_cmdp_agents.saute import budget_tracker, budgets_from_episodes
@@ -43,6 +44,8 @@ class Rollout:
         Group id of each episode (same prompt = same group; GRPO normalises within a group).
     budgets : list of Tensor [T_i] or None
         Sauté budget state before each token, for a budget-conditioned policy.
+    offset, global_lengths
+        This batch's place in a global batch spread over data-parallel ranks (see :mod:`llm_cmdp_agents.distributed`).
     """
 
     prompts: list[list[int]]
@@ -54,6 +57,8 @@ class Rollout:
     groups: np.ndarray
     budgets: list[torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    offset: int = 0  # where these episodes start in the global batch (a rank's share in data-parallel training)
+    global_lengths: np.ndarray | None = None  # completion lengths of the whole global batch (None: just these)
 
     def __len__(self) -> int:
         return len(self.completions)
@@ -78,25 +83,30 @@ class Rollout:
         sat = [e.final_info.get("episode", {}).get("constraint_satisfied") for e in self.episodes]
         return None if any(s is None for s in sat) else np.array(sat, dtype=bool)
 
-    def stats(self) -> dict[str, float]:
-        """Batch means: reward (the penalised return the learner optimises), task reward (the raw return, format
-        reward included), cost, accuracy (final task reward), length, constraint satisfaction and the Lagrange
-        multiplier (when reported)."""
+    def stats(self, world: World | None = None) -> dict[str, float]:
+        """Batch means over the episodes of every rank: reward (the penalised return the learner optimises),
+        task reward (the raw return, format reward included), cost, accuracy (final task reward), length,
+        constraint satisfaction and the Lagrange multiplier (when reported)."""
+        world = world or World()
         eps = self.episodes
-        out = {
-            "reward": float(self.returns.mean()),
-            "task_reward": float(np.mean([e.final_info.get("episode", {}).get("task_r", e.final_info.get(
-                "task_reward", 0.0)) for e in eps])),
-            "cost": float(self.episode_costs.mean()),
-            "accuracy": float(self.task_rewards.mean()),
-            "length": float(np.mean([len(c) for c in self.completions])),
+        table = {
+            "reward": self.returns.tolist(),
+            "task_reward": [float(e.final_info.get("episode", {}).get("task_r", e.final_info.get("task_reward", 0.0)))
+                            for e in eps],
+            "cost": self.episode_costs.tolist(),
+            "accuracy": self.task_rewards.tolist(),
+            "length": [float(len(c)) for c in self.completions],
         }
         sat = self.satisfied()
         if sat is not None:
-            out["constraint_satisfaction"] = float(sat.mean())
+            table["constraint_satisfaction"] = sat.astype(float).tolist()
         lam = [e.final_info.get("lagrange_multiplier") for e in eps]
-        if all(x is not None for x in lam):
-            out["lambda"] = float(lam[-1])
+        if lam and all(x is not None for x in lam):
+            table["lambda"] = [float(x) for x in lam]
+        merged = {k: world.concat(v) for k, v in table.items()}
+        out = {k: float(np.mean(v)) for k, v in merged.items() if k != "lambda"}
+        if "lambda" in merged:
+            out["lambda"] = merged["lambda"][-1]
         return out
 
 
@@ -110,6 +120,8 @@ def rollout(
     top_p: float = 1.0,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    rows: tuple[int, int] | None = None,
+    stop_together: Callable[[bool], bool] | None = None,
 ) -> Rollout:
     """Sample one completion per problem and replay it through ``env``'s wrapper stack.
 
@@ -117,6 +129,8 @@ def rollout(
     student-dependent divergences read the policy that acted), the rewards and costs from the env itself
     (:func:`~llm_cmdp_env.fast_path.replay`): the numbers any other algorithm stepping the same env would see.
     A budget-conditioned policy in a Sauté stack samples under the budget state the wrapper will compute.
+    ``rows``/``stop_together``: these problems are a rank's share of a global batch (see
+    :func:`~llm_cmdp_agents.sampling.sample`).
     """
     base = env.unwrapped
     prompts = [prompt_ids(env, p) for p in problems]
@@ -127,7 +141,7 @@ def rollout(
         assert z0 is not None
         budget_kwargs = {"budget0": tracker.start(prompts, z0), "budget_step": tracker.step}
     samples = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
-                     top_p=top_p, greedy=greedy, generator=generator,
+                     top_p=top_p, greedy=greedy, generator=generator, rows=rows, stop_together=stop_together,
                      full_logprobs=base.divergence.needs_full_student, **budget_kwargs)
     # the env's core picks what its divergence needs from what the sampler attached
     episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,

@@ -28,6 +28,7 @@ import gymnasium as gym
 
 from llm_cmdp_agents.checkpoint import latest_checkpoint, read_policy_state
 from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig
+from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.evaluate import evaluate_policy
 from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
@@ -46,10 +47,12 @@ RESULTS_FILE = "results.json"
 
 
 def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, dataset: str | None = None,
-             base: gym.Env | None = None) -> gym.Env:
+             base: gym.Env | None = None, learn_multiplier: bool = True) -> gym.Env:
     """The env of ``cfg`` on ``split`` (None: the dataset's default), optionally on another ``dataset``;
     ``constraint=False`` keeps only the episode statistics (with the budget). ``base``: wrap this
-    ``MathDistillEnv`` (models already loaded) in a fresh stack instead of building one."""
+    ``MathDistillEnv`` (models already loaded) in a fresh stack instead of building one.
+    ``learn_multiplier=False``: a learned Lagrange multiplier is not fed by the stack (evaluations, which must
+    not train it, and data-parallel training, where the trainer feeds it every rank's episodes)."""
     from llm_cmdp_env.envs.math_distill import MathDistillEnv
     from llm_cmdp_env.wrappers import apply_constraint
 
@@ -59,15 +62,19 @@ def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, 
                               max_prompt_tokens=cfg.max_prompt_tokens, device=cfg.device, **cfg.env_kwargs)
     # built directly (not via gym.make) so no PassiveEnvChecker/OrderEnforcing layers sit in the stack
     if constraint:
-        return apply_constraint(base, cfg.constraint, budget=cfg.budget, **dict(cfg.constraint_kwargs))
+        kwargs = dict(cfg.constraint_kwargs)
+        if cfg.constraint == "learned-lagrangian" and not learn_multiplier:
+            kwargs["auto_update"] = False
+        return apply_constraint(base, cfg.constraint, budget=cfg.budget, **kwargs)
     return apply_constraint(base, "none", budget=None if cfg.constraint == "worst-case" else cfg.budget)
 
 
 def make_eval_env(cfg: RunConfig, base: gym.Env | None = None) -> gym.Env:
-    """The env of the run's evaluations: its constraint stack on the evaluation split. Pass the ``base`` of a
-    previous evaluation env to reuse its loaded models: the stack is always fresh, so a learned multiplier (or
-    any rule state) starts from its initial value and no evaluation depends on an earlier one."""
-    return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset, base=base)
+    """The env of the run's evaluations: its constraint stack on the evaluation split, with a learned multiplier
+    that the evaluated episodes do not train. Pass the ``base`` of a previous evaluation env to reuse its loaded
+    models: the stack is always fresh, so any rule state starts from its initial value and no evaluation depends
+    on an earlier one (or on how its batches were spread over ranks)."""
+    return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset, base=base, learn_multiplier=False)
 
 
 def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
@@ -147,12 +154,16 @@ def train_run(
     progress: bool = True,
     wandb: bool | dict[str, Any] = False,
     adaptive_threads: bool = False,
+    world: World | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train a policy and write a run folder; evaluate before and after (``config.eval``).
 
     With ``resume=True`` the run continues from its newest intact checkpoint; ``config`` must then be the
-    stored one (see :func:`resume_config`, which also applies the changes a resumed run may make).
+    stored one (see :func:`resume_config`, which also applies the changes a resumed run may make). In a
+    data-parallel job (``world``) every rank calls this with the same arguments: the ranks share the training
+    and the evaluations, rank 0 alone writes the run folder (``config.json`` records ``world_size``), and a run
+    resumes with the same or another number of ranks.
 
     Returns
     -------
@@ -160,10 +171,13 @@ def train_run(
         ``before`` and ``after`` evaluations (see :func:`~llm_cmdp_agents.evaluate.evaluate_policy`), ``eval``
         (the evaluation settings), ``train_seconds``, ``updates``, ``interrupted``, ``status``, ``run_dir``.
     """
+    world = world or World()
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS_FILE
     prior: dict[str, Any] = {}
     ckpt = None
+    if not world.is_main:
+        out = _silent
     if resume:
         if not is_run_dir(run_dir):
             raise FileNotFoundError(f"--resume: {run_dir} is not a run folder (no {CONFIG_FILE})")
@@ -174,25 +188,28 @@ def train_run(
             prior = json.loads(results_path.read_text())
     elif (run_dir / "checkpoints").exists() or results_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another folder")
-    stored = config.to_dict()
-    env = make_env(config.env, config.env.split)  # built (and so validated) before anything is written
+    stored = {**config.to_dict(), "world_size": world.size}
+    # built (and so validated) before anything is written
+    env = make_env(config.env, config.env.split, learn_multiplier=not world.active)
     policy = make_policy(config.policy, config.train.algo, config.env.constraint)
     test_base = make_eval_env(config).unwrapped if config.eval.n else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / CONFIG_FILE, stored)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / CONFIG_FILE, stored)
     trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
-                      budget=config.env.budget, adaptive_threads=adaptive_threads)
+                      budget=config.env.budget, adaptive_threads=adaptive_threads, world=world)
 
     def evaluate(p: LLMPolicy) -> dict[str, Any]:
         ev = config.eval
         return evaluate_policy(p, make_eval_env(config, test_base), ev.n, batch_size=ev.batch_size, seed=ev.seed,
-                               budget=config.env.budget)
+                               budget=config.env.budget, world=world)
 
     def results(**kw: Any) -> dict[str, Any]:
         res = {"before": before, "after": None, "eval": dataclasses.asdict(config.eval),
                "train_seconds": trainer.train_seconds, "updates": trainer.update_idx, "interrupted": False,
-               "status": "training", "run_dir": str(run_dir), **kw}
-        write_json_atomic(results_path, res)
+               "status": "training", "world_size": world.size, "run_dir": str(run_dir), **kw}
+        if world.is_main:
+            write_json_atomic(results_path, res)
         return res
 
     before = prior.get("before") if prior.get("eval") == dataclasses.asdict(config.eval) else None
@@ -210,15 +227,23 @@ def train_run(
     if trainer.interrupted:
         out(f"interrupted at update {trainer.update_idx}: resume with --resume (checkpoint in {run_dir}/checkpoints)")
         res = results(interrupted=True, status="interrupted")
-        write_run_plots(run_dir, strict=False)
+        if world.is_main:
+            write_run_plots(run_dir, strict=False)
         return res
-    policy.save_pretrained(run_dir / FINAL_DIR, tokenizer=env.unwrapped.tokenizer)
+    if world.is_main:
+        policy.save_pretrained(run_dir / FINAL_DIR, tokenizer=env.unwrapped.tokenizer)
     after = evaluate(policy) if config.eval.n else None
     if after is not None:
         out(f"after:  {_summary(after)}  ({trainer.update_idx} updates, {trainer.train_seconds:.0f} s of training)")
     res = results(after=after, status="finished", last_update=trainer.history[-1] if trainer.history else None)
-    write_run_plots(run_dir, strict=False)
+    if world.is_main:
+        write_run_plots(run_dir, strict=False)
+    world.barrier()
     return res
+
+
+def _silent(message: str) -> None:
+    """What a rank other than 0 prints (nothing: one copy of every line is enough)."""
 
 
 def _summary(ev: dict[str, Any]) -> str:

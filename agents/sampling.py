@@ -22,7 +22,7 @@ from llm_cmdp_env.validation import check_positive_int, check_real
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
 
-__all__ = ["Samples", "sample", "top_p_filter"]
+__all__ = ["Samples", "inverse_cdf", "sample", "top_p_filter"]
 
 #: ``budget_step(tokens [B], logprobs [B, V], active [B]) -> z [B]``: called after each sampled token with
 #: the tokens and the policy's full log-probs; returns the budget state the next input is conditioned on.
@@ -65,6 +65,15 @@ def top_p_filter(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
     return logprobs.masked_fill(drop, float("-inf"))
 
 
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One token per row of ``probs`` ``[B, V]`` (unnormalised is fine) for uniforms ``u`` ``[B]`` in [0, 1): the
+    first token whose cumulative probability exceeds ``u`` times the row's total. Tokens of probability 0 are
+    never chosen. Equivalent to ``torch.multinomial(probs, 1)`` in distribution."""
+    cdf = probs.double().cumsum(-1)
+    target = (u.to(cdf.dtype) * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+
 @torch.no_grad()
 def sample(
     policy: LLMPolicy,
@@ -79,6 +88,8 @@ def sample(
     full_logprobs: bool = False,
     budget0: torch.Tensor | None = None,
     budget_step: BudgetStep | None = None,
+    rows: tuple[int, int] | None = None,
+    stop_together: Callable[[bool], bool] | None = None,
 ) -> Samples:
     """Sample one completion per prompt.
 
@@ -101,12 +112,21 @@ def sample(
     greedy : bool
         Take the arg-max token (evaluation).
     generator : torch.Generator, optional
-        Random source (on the policy's device) so runs are reproducible and resumable.
+        Random source (on the policy's device) so runs are reproducible and resumable. Each call draws one
+        uniform per row of the global batch and per token (``total x max_new_tokens``) and samples by inverse
+        CDF, so the generator advances the same way whatever the completions, and a row's tokens depend only on
+        its own uniforms (not on which other rows share its batch, or its rank).
     full_logprobs : bool
         Also return the full next-token log-probs (for ``reverse_kl``/``forward_kl`` costs).
     budget0, budget_step
         Sauté conditioning: the initial budget state ``[B]`` and the function that advances it after each
         token (see :mod:`llm_cmdp_agents.saute`). Both or neither.
+    rows : (offset, total), optional
+        These prompts are rows ``offset .. offset + len(prompts) - 1`` of a global batch of ``total`` (a rank's
+        share in data-parallel training); default: the whole batch.
+    stop_together : callable, optional
+        ``stop_together(all_my_rows_done) -> bool``: when given, the loop stops only when it returns True (ranks
+        whose forwards must stay in lockstep, e.g. FSDP, pass ``World.all_true``).
     """
     check_real(temperature, "temperature (use greedy=True for arg-max)", positive=True)
     check_real(top_p, "top_p", positive=True, high=1.0)
@@ -119,6 +139,11 @@ def sample(
     eos = torch.as_tensor(sorted(int(e) for e in eos_ids), device=device)
     ids, mask = left_pad(prompts, pad_id, device)
     n = ids.shape[0]
+    offset, total = rows if rows is not None else (0, n)
+    if not (0 <= offset and offset + n <= total):
+        raise ValueError(f"rows={rows}: {n} prompts do not fit at offset {offset} of a batch of {total}")
+    uniforms = None if greedy else torch.rand(total, max_new_tokens, generator=generator, device=device,
+                                              dtype=torch.float64)[offset: offset + n]
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     z = budget0.to(device).float() if budget0 is not None else None
     lm = policy.lm
@@ -140,8 +165,8 @@ def sample(
         if greedy:
             tok = logp.argmax(-1)
         else:
-            probs = top_p_filter(logp, top_p).exp()
-            tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            assert uniforms is not None
+            tok = inverse_cdf(top_p_filter(logp, top_p).exp(), uniforms[:, t])
         active = ~done
         tokens_out.append(tok)
         tok_lp_out.append(logp.gather(-1, tok[:, None]).squeeze(-1))
@@ -151,7 +176,10 @@ def sample(
             z_out.append(z.clone())
         done = done | torch.isin(tok, eos)
         steps = t + 1
-        if bool(done.all()) or t == max_new_tokens - 1:
+        finished = bool(done.all())
+        if stop_together is not None:
+            finished = stop_together(finished)
+        if finished or t == max_new_tokens - 1:
             break
         if z is not None:
             assert budget_step is not None

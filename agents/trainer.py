@@ -20,6 +20,8 @@ from tqdm import tqdm
 
 from llm_cmdp_agents.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from llm_cmdp_agents.config import ALGOS, TrainConfig
+from llm_cmdp_agents.distributed import World
+from llm_cmdp_agents.env_tools import wrapper_chain
 from llm_cmdp_agents.grpo import grpo_update
 from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
@@ -63,6 +65,11 @@ class Trainer:
     adaptive_threads : bool
         Before each update, set torch's CPU threads to the cores other processes left free during the previous
         one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train`` does unless ``--threads`` is set).
+    world : World, optional
+        This process's rank in a data-parallel job (``init_world()`` under ``torchrun``; default a world of one).
+        Each rank samples and scores its share of every update's prompts, DDP averages the gradients, and the
+        statistics that drive a decision are reduced over all ranks (docs/distributed.md). Only rank 0 prints,
+        logs and writes checkpoints.
     """
 
     def __init__(
@@ -77,6 +84,7 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         budget: float | None = None,
         adaptive_threads: bool = False,
+        world: World | None = None,
     ) -> None:
         from llm_cmdp_env.envs.math_distill import MathDistillEnv
 
@@ -95,6 +103,10 @@ class Trainer:
         if cfg.algo == "ppo" and policy.value_head is None:
             raise ValueError("PPO needs a policy with a value head: LLMPolicy(..., value_head=True)")
         budget_tracker(policy, env)  # a budget-conditioned policy needs a Sauté stack: fail now, not mid-run
+        self.world = world or World()
+        self._multipliers = _shared_multipliers(env, self.world, cfg.episodes_per_update)
+        self.world.share(cfg.prompts_per_update)  # checks that the prompts split evenly over the ranks
+        self.forward = _data_parallel(policy, self.world)
         self.budget = budget if budget is not None else _stack_budget(env)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
@@ -120,12 +132,23 @@ class Trainer:
         """Sample ``episodes_per_update`` completions and replay them through the wrapper stack."""
         cfg = self.config
         assert cfg.group_size is not None
-        problems = sample_problems(self.env, cfg.prompts_per_update)
+        world = self.world
+        prompts = world.share(cfg.prompts_per_update)  # every rank draws the global batch, keeps its share
+        problems = sample_problems(self.env, cfg.prompts_per_update)[prompts]
         problems = [p for p in problems for _ in range(cfg.group_size)]
-        groups = np.repeat(np.arange(cfg.prompts_per_update), cfg.group_size)
+        groups = np.repeat(np.arange(prompts.start, prompts.stop), cfg.group_size)
+        offset = prompts.start * cfg.group_size
         self.policy.eval()
-        return rollout(self.policy, self.env, problems, groups=groups, temperature=cfg.temperature, top_p=cfg.top_p,
-                       generator=self.generator)
+        batch = rollout(self.policy, self.env, problems, groups=groups, temperature=cfg.temperature, top_p=cfg.top_p,
+                        generator=self.generator, rows=(offset, cfg.episodes_per_update))
+        if world.active:
+            batch.offset = offset
+            batch.global_lengths = np.array(world.concat([len(c) for c in batch.completions]))
+            costs = world.concat(batch.episode_costs.tolist())  # in global order, as one process would see them
+            for multiplier in self._multipliers:
+                for c in costs:
+                    multiplier.observe(c)
+        return batch
 
     def step(self) -> dict[str, Any]:
         """Collect one batch, update the policy, log; returns the update's statistics."""
@@ -134,10 +157,11 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collect()
         update = ppo_update if self.config.algo == "ppo" else grpo_update
-        stats = update(self.policy, self.optimizer, batch, self.config, self.rng)
+        stats = update(self.policy, self.optimizer, batch, self.config, self.rng, forward=self.forward,
+                       world=self.world)
         self.update_idx += 1
-        row = {"update": self.update_idx, "episodes": len(batch), **batch.stats(), "budget": self.budget, **stats,
-               "seconds": round(time.perf_counter() - t0, 3)}
+        row = {"update": self.update_idx, "episodes": self.config.episodes_per_update, **batch.stats(self.world),
+               "budget": self.budget, **stats, "seconds": round(time.perf_counter() - t0, 3)}
         self.history.append(row)
         return row
 
@@ -150,12 +174,13 @@ class Trainer:
         checkpoint and the curves, and returns (``self.interrupted`` is then True); a second one stops at once.
         """
         target = self.config.updates if updates is None else int(updates)
+        writes = self.run_dir is not None and self.world.is_main
         logger = None
-        if self.run_dir is not None:
+        if writes:
             config = self.run_config if self.run_config is not None else {"train": self.config.to_dict()}
             logger = RunLogger(self.run_dir, self.history, self.tensorboard, wandb=self.wandb, config=config)
-        bar = tqdm(total=target, initial=min(self.update_idx, target), disable=not self.progress,
-                   desc=f"{self.config.algo}", dynamic_ncols=True)
+        bar = tqdm(total=target, initial=min(self.update_idx, target), desc=f"{self.config.algo}",
+                   disable=not (self.progress and self.world.is_main), dynamic_ncols=True)
         stop = GracefulInterrupt("Ctrl-C: finishing this update, then saving a checkpoint (Ctrl-C again to stop "
                                  "at once)", out=tqdm.write)
         try:
@@ -167,16 +192,18 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(progress_fields(row), refresh=False)
                     k = self.config.checkpoint_every
-                    if self.run_dir is not None and k and self.update_idx % k == 0:
+                    if writes and k and self.update_idx % k == 0:
                         self.save(periodic=True)
-                    if stop.requested:
+                    # every rank stops after the same update (a Ctrl-C may reach the ranks at different times)
+                    if self.world.sum(float(stop.requested))[0] > 0:
                         self.interrupted = True
                         break
-                if self.run_dir is not None:
+                if writes:
                     path = self.save()
                     write_run_plots(self.run_dir, strict=False)
                     if self.interrupted:
                         tqdm.write(f"interrupted: checkpoint saved to {path}")
+                self.world.barrier()  # the checkpoint is on disk before any rank goes on (e.g. to resume from it)
         finally:
             bar.close()
             if logger is not None:
@@ -199,6 +226,54 @@ class Trainer:
     def load(self, path: str | Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (same config, env stack and policy architecture)."""
         load_checkpoint(self, path)
+
+
+def _shared_multipliers(env: gym.Env, world: World, episodes_per_update: int) -> list[Any]:
+    """The learned multipliers of the stack that the trainer itself must feed: in a data-parallel run each rank
+    replays only its share of the episodes, so the trainer gives every rank's multiplier the costs of all of
+    them, in global order, after each rollout (the stack must not feed it too: ``auto_update=False``)."""
+    if not world.active:
+        return []
+    from llm_cmdp_env.wrappers import ConstraintWrapper, LearnedLagrangian, Saute
+
+    out = []
+    for layer in wrapper_chain(env):
+        rule = getattr(layer, "constraint", None) if isinstance(layer, ConstraintWrapper) else None
+        if isinstance(rule, LearnedLagrangian):
+            if rule.auto_update:
+                raise ValueError("in a data-parallel run build the learned-Lagrangian stack with auto_update=False: "
+                                 "the trainer feeds the multiplier the episodes of every rank")
+            if rule.multiplier.update_every % episodes_per_update:
+                raise ValueError(f"in a data-parallel run the multiplier's update_every "
+                                 f"({rule.multiplier.update_every}) must be a multiple of the episodes per update "
+                                 f"({episodes_per_update}), so every episode of a batch sees the same lambda")
+            out.append(rule.multiplier)
+        if isinstance(rule, Saute) and rule.min_rel_budget != rule.max_rel_budget:
+            raise ValueError("Sauté with a sampled initial budget (min_rel_budget < max_rel_budget) is not supported "
+                             "in data-parallel runs yet (each rank would draw its own z0 stream)")
+    return out
+
+
+def _data_parallel(policy: LLMPolicy, world: World) -> Any:
+    """The training forward: ``policy.evaluate_actions``, through DDP when there are several ranks."""
+    if not world.active:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [policy.device.index] if policy.device.type == "cuda" else None
+    return DistributedDataParallel(ActionEvaluator(policy), device_ids=ids)
+
+
+class ActionEvaluator(torch.nn.Module):
+    """A module whose ``forward`` is :meth:`LLMPolicy.evaluate_actions`: what DDP wraps (DDP synchronises the
+    gradients of what runs through a wrapped module's forward)."""
+
+    def __init__(self, policy: LLMPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, prompts: Any, completions: Any, temperature: float, budgets: Any = None) -> Any:
+        return self.policy.evaluate_actions(prompts, completions, temperature, budgets)
 
 
 def progress_fields(row: dict[str, Any]) -> dict[str, str]:

@@ -19,10 +19,10 @@ __all__ = ["add_data_parser", "compare", "data", "default_threads", "demo", "eva
 
 def default_threads() -> int:
     """The torch threads to use when none is asked for: the cores other processes leave free
-    (:func:`llm_cmdp_env.threads.free_cores`)."""
+    (:func:`llm_cmdp_env.threads.free_cores`), shared among the ranks ``torchrun`` started on this machine."""
     from llm_cmdp_env.threads import free_cores
 
-    return free_cores()
+    return max(1, free_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def set_threads(n: int) -> None:
@@ -156,6 +156,7 @@ def _run_config(args: argparse.Namespace) -> Any:
 
 
 def train(args: argparse.Namespace) -> int:
+    from llm_cmdp_agents.distributed import init_world
     from llm_cmdp_agents.runs import resume_config, train_run
 
     if args.resume:
@@ -169,7 +170,9 @@ def train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    world = init_world(cfg.policy.device)  # a world of one unless started by torchrun
     out = args.out or os.path.join("runs", f"{cfg.env.constraint}-{cfg.train.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = world.broadcast(out)  # every rank writes (rank 0) and reads the same folder
     wandb: dict[str, Any] | bool = False
     if args.wandb is not None:
         from llm_cmdp_agents.run_log import require_wandb
@@ -177,21 +180,25 @@ def train(args: argparse.Namespace) -> int:
         require_wandb()  # fail now, not after loading the models and the before-training evaluation
         wandb = {"project": args.wandb}
     res = train_run(out, cfg, resume=args.resume, progress=not args.no_progress, wandb=wandb,
-                    adaptive_threads=args.threads == 0, out=(lambda m: None) if args.json else print)
-    if args.json:
-        print(json.dumps({k: res[k] for k in ("before", "after", "train_seconds", "updates", "run_dir")}))
-    else:
-        print(f"run folder: {out}   (curves: {Path(out) / 'curves.png'}; redraw or compare runs with llm-cmdp plot)")
+                    adaptive_threads=args.threads == 0, world=world, out=(lambda m: None) if args.json else print)
+    if world.is_main:
+        if args.json:
+            print(json.dumps({k: res[k] for k in ("before", "after", "train_seconds", "updates", "run_dir")}))
+        else:
+            print(f"run folder: {out}   (curves: {Path(out) / 'curves.png'}; redraw or compare runs with "
+                  "llm-cmdp plot)")
     return 130 if res["interrupted"] else 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     from llm_cmdp_agents.config import RunConfig
+    from llm_cmdp_agents.distributed import init_world
     from llm_cmdp_agents.evaluate import evaluate_policy
     from llm_cmdp_agents.policy import LLMPolicy
     from llm_cmdp_agents.runs import is_run_dir, load_run_policy, make_eval_env, read_run_config
     from llm_cmdp_agents.saute import conditions_on_budget
 
+    world = init_world(args.device)  # torchrun: the batches are spread over the ranks, the result is the same
     given = config_overrides(args, args.run_options)
     if "dataset" in given.get("env", {}):  # --dataset: evaluate on it (not on a run's own evaluation dataset)
         given.setdefault("eval", {})["dataset"] = None
@@ -206,9 +213,10 @@ def evaluate(args: argparse.Namespace) -> int:
     ev = cfg.eval
     res = evaluate_policy(policy, make_eval_env(cfg), ev.n, batch_size=ev.batch_size,
                           greedy=args.temperature == 0, temperature=args.temperature or 1.0, seed=args.seed,
-                          budget=cfg.env.budget)
+                          budget=cfg.env.budget, world=world)
     res.update(budget=cfg.env.budget, constraint=cfg.env.constraint, split=ev.split)
-    _print_result(res, args.json, width=24)
+    if world.is_main:
+        _print_result(res, args.json, width=24)
     return 0
 
 

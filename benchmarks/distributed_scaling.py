@@ -1,0 +1,82 @@
+"""Samples per second of data-parallel training: 1 process vs N processes (torchrun, gloo on CPU).
+
+Trains the shipped pair (PPO, learned Lagrangian, 32 prompts per update) for a few updates in each setting
+and reads the seconds per update from the run's ``progress.csv`` (the first update is a warm-up and not
+counted). On the 2-core CPU the honest comparison is 1 process x 2 threads against 2 processes x 1 thread: the
+same cores, split differently. On a GPU machine the same script measures one GPU per process
+(``--device cuda``).
+
+    python benchmarks/distributed_scaling.py --json bench_out/distributed_scaling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def run(procs: int, threads: int, updates: int, prompts: int, device: str) -> dict:
+    """One training run; samples/s over the updates after the first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        args = ["train", "--constraint", "learned-lagrangian", "--budget", "15", "--algo", "ppo", "--updates",
+                str(updates), "--prompts-per-update", str(prompts), "--lr", "3e-5", "--eval-n", "0", "--threads",
+                str(threads), "--no-progress", "--checkpoint-every", "0", "--device", device, "--env-device",
+                "cuda" if device == "cuda" else "cpu", "--out", str(out)]
+        launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)] if procs > 1
+                    else [sys.executable])
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        t0 = time.perf_counter()
+        # a fresh parent per run, so its children's peak RSS is this run's largest process (KiB)
+        measured = subprocess.run([sys.executable, "-c", _PEAK_RSS, *launcher, "-m", "llm_cmdp_env.cli", *args],
+                                  env=env, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        peak = int(measured.stdout.strip().splitlines()[-1])
+        rows = list(csv.DictReader((out / "progress.csv").open()))
+    seconds = [float(r["seconds"]) for r in rows[1:]]
+    return {"processes": procs, "threads_per_process": threads, "episodes_per_update": prompts,
+            "seconds_per_update": statistics.median(seconds), "samples_per_s": prompts / statistics.median(seconds),
+            "wall_seconds": wall, "updates_timed": len(seconds),
+            "peak_rss_gib_largest_process": peak / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--processes", default="1,2", help="process counts to compare (default: 1,2)")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPU cores to split among the processes")
+    p.add_argument("--updates", type=int, default=6, help="updates per run, the first not timed (default: 6)")
+    p.add_argument("--prompts", type=int, default=32, help="prompts (episodes) per update (default: 32)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for one GPU per process")
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = p.parse_args(argv)
+    rows = []
+    for n in (int(x) for x in args.processes.split(",")):
+        row = run(n, max(1, args.cores // n), args.updates, args.prompts, args.device)
+        rows.append(row)
+        print(f"{n} process(es) x {row['threads_per_process']} thread(s): {row['seconds_per_update']:.2f} s/update, "
+              f"{row['samples_per_s']:.1f} samples/s", flush=True)
+    base = rows[0]["samples_per_s"]
+    out = {"rows": rows, "speedup": {str(r["processes"]): r["samples_per_s"] / base for r in rows},
+           "cpu_count": os.cpu_count(), "device": args.device}
+    print("speed-up over 1 process:", {k: round(v, 2) for k, v in out["speedup"].items()})
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
