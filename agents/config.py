@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
 
-__all__ = ["ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
+__all__ = ["ALGOS", "RL_ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
 
 def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
     """``cls(**d)`` after checking every key is a field (unknown keys are an error naming the accepted ones)."""
@@ -22,7 +22,9 @@ def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
     return cls(**d)
 
 
-ALGOS = ("ppo", "grpo")
+ALGOS = ("ppo", "grpo", "gkd", "minillm")
+# algorithms whose loss is a policy gradient on the wrapper stack's reward (the others distil: see distill_losses)
+RL_ALGOS = ("ppo", "grpo")
 
 
 @dataclass
@@ -32,7 +34,11 @@ class TrainConfig:
     Parameters
     ----------
     algo : str
-        ``"ppo"`` (token-level GAE advantages, value head) or ``"grpo"`` (group-normalised returns, no critic).
+        ``"ppo"`` (token-level GAE advantages, value head), ``"grpo"`` (group-normalised returns, no critic), or a
+        distillation baseline of the paper: ``"gkd"`` (Agarwal et al. 2024: the generalised JSD to the teacher on a
+        mix of student samples and reference solutions; no reward) or ``"minillm"`` (Gu et al. 2024: policy
+        gradient of the reverse KL with length-normalised future rewards ``log p_teacher - log p_student`` plus the
+        exact per-step reverse KL; no task reward).
     updates : int
         Number of updates :meth:`Trainer.train` runs in total.
     prompts_per_update : int
@@ -59,6 +65,14 @@ class TrainConfig:
         Seeds the env's problem stream, sampling and minibatch shuffling.
     checkpoint_every : int
         Save a checkpoint every this many updates (0: only at the end and on Ctrl-C).
+    gkd_beta : float
+        The generalised JSD's interpolation in [0, 1] (0: forward KL(teacher || student), 1: reverse KL; TRL's
+        ``GKDConfig.beta``, default 0.5).
+    gkd_lambda : float
+        GKD's on-policy fraction (TRL's ``lmbda``): each update trains on student samples with this probability,
+        else on the problems' reference solutions.
+    distill_coef : float
+        Weight of the generalised JSD (``gkd_beta``) added to PPO's or GRPO's loss (GRPO + GKD); 0 = none.
     """
 
     algo: str = "ppo"
@@ -80,12 +94,15 @@ class TrainConfig:
     top_p: float = 1.0
     seed: int = 0
     checkpoint_every: int = 10
+    gkd_beta: float = 0.5
+    gkd_lambda: float = 0.5
+    distill_coef: float = 0.0
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
         if self.group_size is None:
-            self.group_size = 1 if self.algo == "ppo" else 4
+            self.group_size = 4 if self.algo == "grpo" else 1
         if self.algo == "grpo" and self.group_size < 2:
             raise ValueError(
                 f"GRPO needs group_size >= 2 (advantages are normalised within a group), got {self.group_size}"
@@ -103,6 +120,12 @@ class TrainConfig:
             setattr(self, name, check_real(getattr(self, name), name, low=0.0, high=1.0))
         self.top_p = check_real(self.top_p, "top_p", positive=True, high=1.0)
         self.normalise_advantages = check_bool(self.normalise_advantages, "normalise_advantages")
+        for name in ("gkd_beta", "gkd_lambda"):
+            setattr(self, name, check_real(getattr(self, name), name, low=0.0, high=1.0))
+        self.distill_coef = check_real(self.distill_coef, "distill_coef", nonnegative=True)
+        if self.distill_coef and self.algo not in RL_ALGOS:
+            raise ValueError(f"distill_coef adds the JSD to PPO's or GRPO's loss; {self.algo!r} has its own "
+                             "distillation loss")
 
     @property
     def episodes_per_update(self) -> int:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.losses import optimise, pad
 from llm_cmdp_agents.rollout import Rollout
@@ -35,7 +36,7 @@ def group_advantages(returns: np.ndarray, groups: np.ndarray, eps: float = 1e-6)
 
 def grpo_update(
     policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator,
-    forward: Callable[..., Any] | None = None, world: World | None = None,
+    forward: Callable[..., Any] | None = None, world: World | None = None, distill: DistillTerm | None = None,
 ) -> dict[str, float]:
     """One GRPO update: each episode's return (sum of the wrapper stack's rewards) is normalised within its
     group, the advantage is given to every token of the episode, and the clipped surrogate is averaged per
@@ -48,7 +49,7 @@ def grpo_update(
     stats = optimise(policy, optimizer, rollout, adv, returns=None, epochs=cfg.epochs,
                      minibatch_size=cfg.minibatch_size, clip=cfg.clip, vf_coef=0.0, ent_coef=cfg.ent_coef,
                      max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, per_sequence=True,
-                     forward=forward, world=world)
+                     forward=forward, world=world, distill=distill)
     stds = world.concat([float(rollout.returns[rollout.groups == g].std()) for g in np.unique(rollout.groups)])
     stats["group_return_std"] = float(np.mean(stds))
     return stats

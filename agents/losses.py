@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distill_losses import DistillTerm, generalized_jsd, teacher_logprobs
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.rollout import Rollout
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import ActionEval, LLMPolicy
 
-__all__ = ["clipped_policy_loss", "masked_mean", "optimise", "pad", "value_loss"]
+__all__ = ["clipped_policy_loss", "masked_mean", "optimise", "pad", "value_loss", "whiten"]
 
 
 def pad(rows: Sequence[torch.Tensor | np.ndarray], width: int | None = None) -> torch.Tensor:
@@ -24,6 +25,17 @@ def pad(rows: Sequence[torch.Tensor | np.ndarray], width: int | None = None) -> 
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.as_tensor(np.asarray(r, dtype=np.float32) if isinstance(r, np.ndarray) else r)
     return out
+
+
+def whiten(rows: Sequence[np.ndarray], world: World | None = None, eps: float = 1e-8) -> list[np.ndarray]:
+    """Per-token advantages ``rows`` shifted and scaled to mean 0, std 1 over every token of the global batch
+    (all ranks' episodes: the statistics one process holding the whole batch would compute)."""
+    world = world or World()
+    flat = np.concatenate([np.asarray(r, dtype=np.float64) for r in rows])
+    total, count = world.sum([flat.sum(), flat.size])
+    mean = total / count
+    std = float(np.sqrt(world.sum(((flat - mean) ** 2).sum())[0] / count))
+    return [(np.asarray(r, dtype=np.float64) - mean) / (std + eps) for r in rows]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, per_sequence: bool = False,
@@ -88,6 +100,7 @@ def optimise(
     per_sequence: bool = False,
     forward: Callable[..., ActionEval] | None = None,
     world: World | None = None,
+    distill: DistillTerm | None = None,
 ) -> dict[str, float]:
     """Epochs of shuffled minibatch steps (minibatches of whole episodes) on the clipped surrogate (+ value
     loss when ``returns`` is given, - entropy bonus). ``advantages``/``returns`` are ``[N, T_max]`` for the
@@ -97,7 +110,8 @@ def optimise(
     place this rank's episodes in the global batch): each rank computes the loss terms of the episodes of a
     minibatch it holds, normalised by the minibatch's global token (or sequence) count, so the gradients that
     ``forward`` (DDP) averages over ranks are those of the whole minibatch. ``forward`` defaults to
-    ``policy.evaluate_actions``."""
+    ``policy.evaluate_actions``. ``distill`` adds a distillation term (GKD's JSD, MiniLLM's reverse KL) against the
+    teacher's distribution at the same positions."""
     world = world or World()
     forward = forward or policy.evaluate_actions
     n = len(rollout)
@@ -119,14 +133,24 @@ def optimise(
             if not mine:  # every rank runs each step (DDP's collectives); this one holds none of its episodes
                 mine, weight = [0], 0.0
             idx = np.asarray(mine)
-            ev = forward([rollout.prompts[i] for i in idx], [rollout.completions[i] for i in idx], temperature,
-                         None if rollout.budgets is None else [rollout.budgets[i] for i in idx])
+            prompts, comps = [rollout.prompts[i] for i in idx], [rollout.completions[i] for i in idx]
+            budgets = None if rollout.budgets is None else [rollout.budgets[i] for i in idx]
+            ev = (forward(prompts, comps, temperature, budgets, full=True) if distill is not None
+                  else forward(prompts, comps, temperature, budgets))
             t = ev.logprobs.shape[1]
             sel = torch.as_tensor(idx, device=policy.device)
+            tokens_mb = float(lengths[members].sum())
             pl, st = clipped_policy_loss(ev.logprobs, old[sel, :t], adv[sel, :t], ev.mask, clip, per_sequence,
                                          denominator)
-            ent = masked_mean(ev.entropy, ev.mask, denominator=float(lengths[members].sum()))
+            ent = masked_mean(ev.entropy, ev.mask, denominator=tokens_mb)
             loss = pl - ent_coef * ent
+            dl = torch.zeros(())
+            if distill is not None:
+                assert ev.full_logprobs is not None
+                t_rows = teacher_logprobs(distill.teacher, prompts, comps, distill.pad_id, temperature)
+                jsd = generalized_jsd(ev.full_logprobs, t_rows[:, :t].to(ev.full_logprobs.device), distill.beta)
+                dl = masked_mean(jsd, ev.mask, denominator=tokens_mb)
+                loss = loss + distill.coef * dl
             vl = torch.zeros(())
             if ret is not None:
                 if ev.values is None:
@@ -138,13 +162,15 @@ def optimise(
             gn = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
             optimizer.step()
             tokens = float(ev.mask.sum()) * weight
-            pl_sum, ent_sum, vl_sum, kl, cf, tok = world.sum([
+            pl_sum, ent_sum, vl_sum, dl_sum, kl, cf, tok = world.sum([
                 float(pl.detach()) * weight, float(ent.detach()) * weight, float(vl.detach()) * weight,
-                st["approx_kl"] * tokens, st["clip_frac"] * tokens, tokens])
+                float(dl.detach()) * weight, st["approx_kl"] * tokens, st["clip_frac"] * tokens, tokens])
             step = {"policy_loss": pl_sum, "entropy": ent_sum, "approx_kl": kl / max(tok, 1.0),
                     "clip_frac": cf / max(tok, 1.0), "grad_norm": float(gn)}
             if ret is not None:
                 step["value_loss"] = vl_sum
+            if distill is not None:
+                step["distill_loss"] = dl_sum
             for k, v in step.items():
                 logs.setdefault(k, []).append(float(v))
     policy.eval()

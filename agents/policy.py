@@ -48,12 +48,16 @@ class ActionEval:
         Value-head estimates V(s_t) (None without a value head).
     mask : Tensor [B, T]
         1 where t < len(completion).
+    full_logprobs : Tensor [B, T, V] or None
+        log pi(. | s_t), the whole next-token distribution (differentiable; only when asked for: distillation
+        losses compare it with the teacher's).
     """
 
     logprobs: torch.Tensor
     entropy: torch.Tensor
     values: torch.Tensor | None
     mask: torch.Tensor
+    full_logprobs: torch.Tensor | None = None
 
 
 def _disable_dropout(model: nn.Module) -> None:
@@ -196,6 +200,7 @@ class LLMPolicy(nn.Module):
         completions: Sequence[Sequence[int]],
         temperature: float = 1.0,
         budgets: Sequence[torch.Tensor] | None = None,
+        full: bool = False,
     ) -> ActionEval:
         """Log-probs, entropies and values of the completion tokens, in one forward (with gradients).
 
@@ -255,7 +260,8 @@ class LLMPolicy(nn.Module):
                 h = h.detach()
             values = self.value_head(h.float()).squeeze(-1)
         m = valid.float()
-        return ActionEval(logp * m, entropy * m, None if values is None else values * m, m)
+        return ActionEval(logp * m, entropy * m, None if values is None else values * m, m,
+                          logp_all if full else None)
 
     # ------------------------------------------------------------------ saving and loading
     def save_pretrained(self, path: str | os.PathLike, tokenizer: Any = None) -> None:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
-from llm_cmdp_agents.losses import optimise, pad
+from llm_cmdp_agents.losses import optimise, pad, whiten
 from llm_cmdp_agents.rollout import Rollout
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def gae(rewards: np.ndarray, values: np.ndarray, gamma: float, lam: float) -> tu
 
 def ppo_update(
     policy: LLMPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: TrainConfig, rng: np.random.Generator,
-    forward: Callable[..., Any] | None = None, world: World | None = None,
+    forward: Callable[..., Any] | None = None, world: World | None = None, distill: DistillTerm | None = None,
 ) -> dict[str, float]:
     """One PPO update on ``rollout``: values of the sampling policy, GAE, advantages whitened over the tokens of
     the global batch (every rank's), then ``cfg.epochs`` epochs of clipped minibatch steps with a value loss
@@ -56,18 +57,11 @@ def ppo_update(
             for row, c in zip(ev.values.float().cpu(), rollout.completions[sl]):
                 values.append(row[: len(c)].numpy().astype(np.float64))
     advs, rets = zip(*(gae(r, v, cfg.gamma, cfg.gae_lambda) for r, v in zip(rollout.rewards, values)))
-    adv = pad(list(advs))
-    mask = pad([np.ones(len(a)) for a in advs])
-    if cfg.normalise_advantages:
-        flat = np.concatenate(advs)
-        total, count = world.sum([flat.sum(), flat.size])
-        mean = total / count
-        std = float(np.sqrt(world.sum(((flat - mean) ** 2).sum())[0] / count))
-        adv = (adv - float(mean)) / (std + 1e-8) * mask
+    adv = pad(whiten(list(advs), world) if cfg.normalise_advantages else list(advs))
     stats = optimise(policy, optimizer, rollout, adv, returns=pad(list(rets)), epochs=cfg.epochs,
                      minibatch_size=cfg.minibatch_size, clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
                      max_grad_norm=cfg.max_grad_norm, temperature=cfg.temperature, rng=rng, forward=forward,
-                     world=world)
+                     world=world, distill=distill)
     flat_values = np.concatenate(values)
     value_sum, value_count = world.sum([flat_values.sum(), flat_values.size])
     stats["value_mean"] = float(value_sum / value_count)

@@ -19,10 +19,10 @@ from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
 from llm_cmdp_agents.saute import budget_tracker, budgets_from_episodes
-from llm_cmdp_env.fast_path import Episode, prompt_ids, replay
+from llm_cmdp_env.fast_path import Episode, prompt_ids, replay, solution_ids
 from llm_cmdp_env.tasks import Problem
 
-__all__ = ["Rollout", "rollout"]
+__all__ = ["Rollout", "reference_rollout", "rollout"]
 
 
 @dataclass
@@ -151,3 +151,40 @@ def rollout(
     budgets = budgets_from_episodes(z0, episodes) if z0 is not None else None
     return Rollout(prompts, completions, old, [ep.rewards for ep in episodes], [ep.costs for ep in episodes],
                    episodes, np.arange(len(problems)) if groups is None else np.asarray(groups), budgets)
+
+
+def reference_rollout(
+    policy: LLMPolicy,
+    env: gym.Env,
+    problems: Sequence[Problem],
+    *,
+    groups: np.ndarray | None = None,
+    temperature: float = 1.0,
+    chunk: int = 16,
+) -> Rollout:
+    """The problems' reference solutions as a batch, replayed through ``env``'s wrapper stack like samples: the
+    off-policy data of GKD (``gkd_lambda < 1``). ``old_logprobs`` are the policy's log-probs of the solution
+    tokens (what the env's student-dependent divergences read)."""
+    if budget_tracker(policy, env) is not None:
+        raise ValueError("reference solutions carry no budget state: a budget-conditioned policy cannot train on them")
+    base = env.unwrapped
+    prompts = [prompt_ids(env, p) for p in problems]
+    completions = [solution_ids(env, p) for p in problems]
+    full = base.divergence.needs_full_student
+    token_lp: list[torch.Tensor] = []
+    full_lp: list[torch.Tensor] = []
+    with torch.no_grad():
+        for s in range(0, len(prompts), chunk):
+            comps = completions[s: s + chunk]
+            ev = policy.evaluate_actions(prompts[s: s + chunk], comps, temperature, full=full)
+            for i, c in enumerate(comps):
+                token_lp.append(ev.logprobs[i, : len(c)].float().cpu())
+                if full:
+                    assert ev.full_logprobs is not None
+                    full_lp.append(ev.full_logprobs[i, : len(c)].float().cpu())
+    episodes = replay(env, problems, completions, student_logprobs=full_lp if full else None,
+                      student_token_logprobs=token_lp)
+    completions = [ep.tokens for ep in episodes]
+    old = [lp[: len(c)] for lp, c in zip(token_lp, completions)]
+    return Rollout(prompts, completions, old, [ep.rewards for ep in episodes], [ep.costs for ep in episodes],
+                   episodes, np.arange(len(problems)) if groups is None else np.asarray(groups))

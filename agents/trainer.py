@@ -20,20 +20,26 @@ from tqdm import tqdm
 
 from llm_cmdp_agents.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from llm_cmdp_agents.config import ALGOS, TrainConfig
+from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.env_tools import wrapper_chain
+from llm_cmdp_agents.gkd import gkd_update
 from llm_cmdp_agents.grpo import grpo_update
+from llm_cmdp_agents.minillm import minillm_update
 from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.ppo import ppo_update
-from llm_cmdp_agents.rollout import Rollout, rollout
+from llm_cmdp_agents.rollout import Rollout, reference_rollout, rollout
 from llm_cmdp_agents.run_log import RunLogger
 from llm_cmdp_agents.saute import budget_tracker
 from llm_cmdp_env.fast_path import sample_problems
 from llm_cmdp_env.interrupts import GracefulInterrupt
 from llm_cmdp_env.threads import AdaptiveThreads
 
-__all__ = ["ALGOS", "TrainConfig", "Trainer"]
+__all__ = ["ALGOS", "UPDATES", "TrainConfig", "Trainer", "distill_term"]
+
+UPDATES = {"ppo": ppo_update, "grpo": grpo_update, "gkd": gkd_update, "minillm": minillm_update}
+"""The update function of each ``TrainConfig.algo``."""
 
 class Trainer:
     """PPO/GRPO on an LLM policy in a MathDistill env (any wrapper stack), via the fast path.
@@ -107,6 +113,8 @@ class Trainer:
         self._multipliers = _shared_multipliers(env, self.world, cfg.episodes_per_update)
         self.world.share(cfg.prompts_per_update)  # checks that the prompts split evenly over the ranks
         self.forward = _data_parallel(policy, self.world)
+        self.distill = distill_term(cfg, self.base)
+        self.on_policy = True
         self.budget = budget if budget is not None else _stack_budget(env)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
@@ -139,8 +147,13 @@ class Trainer:
         groups = np.repeat(np.arange(prompts.start, prompts.stop), cfg.group_size)
         offset = prompts.start * cfg.group_size
         self.policy.eval()
-        batch = rollout(self.policy, self.env, problems, groups=groups, temperature=cfg.temperature, top_p=cfg.top_p,
-                        generator=self.generator, rows=(offset, cfg.episodes_per_update))
+        # GKD trains on reference solutions with probability 1 - lmbda (one draw per update, the same on every rank)
+        self.on_policy = cfg.algo != "gkd" or bool(self.rng.random() < cfg.gkd_lambda)
+        if self.on_policy:
+            batch = rollout(self.policy, self.env, problems, groups=groups, temperature=cfg.temperature,
+                            top_p=cfg.top_p, generator=self.generator, rows=(offset, cfg.episodes_per_update))
+        else:
+            batch = reference_rollout(self.policy, self.env, problems, groups=groups, temperature=cfg.temperature)
         if world.active:
             batch.offset = offset
             batch.global_lengths = np.array(world.concat([len(c) for c in batch.completions]))
@@ -156,12 +169,13 @@ class Trainer:
             self.threads.adjust()
         t0 = time.perf_counter()
         batch = self.collect()
-        update = ppo_update if self.config.algo == "ppo" else grpo_update
-        stats = update(self.policy, self.optimizer, batch, self.config, self.rng, forward=self.forward,
-                       world=self.world)
+        stats = UPDATES[self.config.algo](self.policy, self.optimizer, batch, self.config, self.rng,
+                                          forward=self.forward, world=self.world, distill=self.distill)
         self.update_idx += 1
         row = {"update": self.update_idx, "episodes": self.config.episodes_per_update, **batch.stats(self.world),
                "budget": self.budget, **stats, "seconds": round(time.perf_counter() - t0, 3)}
+        if self.config.algo == "gkd":
+            row["on_policy"] = float(self.on_policy)  # 0: the batch (and its statistics) are reference solutions
         self.history.append(row)
         return row
 
@@ -228,6 +242,19 @@ class Trainer:
         load_checkpoint(self, path)
 
 
+def distill_term(cfg: TrainConfig, env: Any) -> DistillTerm | None:
+    """The distillation term of ``cfg``'s algorithm against ``env``'s teacher: GKD's JSD (weight 1), MiniLLM's
+    per-step reverse KL (``beta = 1``, weight 1), ``distill_coef`` x the JSD beside PPO/GRPO, else None."""
+    setup = env.unwrapped.setup
+    if cfg.algo == "gkd":
+        return DistillTerm(1.0, cfg.gkd_beta, setup.teacher, setup.pad_id)
+    if cfg.algo == "minillm":
+        return DistillTerm(1.0, 1.0, setup.teacher, setup.pad_id)
+    if cfg.distill_coef > 0:
+        return DistillTerm(cfg.distill_coef, cfg.gkd_beta, setup.teacher, setup.pad_id)
+    return None
+
+
 def _shared_multipliers(env: gym.Env, world: World, episodes_per_update: int) -> list[Any]:
     """The learned multipliers of the stack that the trainer itself must feed: in a data-parallel run each rank
     replays only its share of the episodes, so the trainer gives every rank's multiplier the costs of all of
@@ -272,8 +299,9 @@ class ActionEvaluator(torch.nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, prompts: Any, completions: Any, temperature: float, budgets: Any = None) -> Any:
-        return self.policy.evaluate_actions(prompts, completions, temperature, budgets)
+    def forward(self, prompts: Any, completions: Any, temperature: float, budgets: Any = None,
+                full: bool = False) -> Any:
+        return self.policy.evaluate_actions(prompts, completions, temperature, budgets, full)
 
 
 def progress_fields(row: dict[str, Any]) -> dict[str, str]:

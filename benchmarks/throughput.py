@@ -5,12 +5,15 @@ Every ratio is measured with both sides in the same run, on the same model and t
 1. raw_step   the teacher's KV-cached one-token forward (tokens/s) at batch 1, 8, 32, 128
 2. env_step   native vector env steps x num_envs per second at the same batches; ratio env/raw
 3. fast_path  replay of whole completions through a wrapper stack (tokens/s) vs one raw full forward
-4. naive      per-step re-encoding of the whole prefix (an env without a cache) vs ours, episode of 256
-5. growth     per-token cost of the vector env at episode lengths 64, 256, 1024
+4. sampler    the agent's batched sampler vs transformers' ``generate()`` on the same model and batch
+5. naive      per-step re-encoding of the whole prefix (an env without a cache) vs ours, episode of 256
+6. growth     per-token cost of the vector env at episode lengths 64, 256, 1024
 
-Run ``python benchmarks/throughput.py [--quick] --json PATH``; prints a table and writes JSON with
+Run ``python benchmarks/throughput.py [--quick] [--models ...] --json PATH``; prints a table and writes JSON with
 ``env_vs_raw`` (batch -> ratio), ``fast_vs_raw``, ``ours_vs_naive_256``, ``growth_1024_over_64`` for the
-shipped teacher at top level, and the same for every model under ``models``.
+shipped teacher at top level, and per model under ``models.<name>``: ``fast_vs_raw``, ``env_vs_raw``,
+``sampler_vs_generate`` (eager; compiled: null), ``compiled_vs_eager`` (null: no compiled path yet) and
+``peak_mem_gib`` (per stage, on CUDA; null on a CPU).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
@@ -237,6 +241,78 @@ def realistic_gpt2(vocab: int, device, dtype) -> GPT2LMHeadModel:
     return load_model(GPT2LMHeadModel(cfg), device, dtype)
 
 
+def proxy_152k(device, dtype) -> GPT2LMHeadModel:
+    """CPU proxy of the big-vocabulary shapes: a 4 x 256 trunk with Qwen2.5's 151,936-token vocabulary, so the
+    cost of turning hidden states into log-probs (what the fast path must not waste) dominates, as it does for
+    the real 0.5B model on a GPU."""
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=151936, n_positions=2048, n_embd=256, n_layer=4, n_head=4, bos_token_id=0,
+                     eos_token_id=0, activation_function="gelu_pytorch_tanh")
+    return load_model(GPT2LMHeadModel(cfg), device, dtype)
+
+
+def qwen2_shape(size: str, device, dtype) -> torch.nn.Module:
+    """A randomly initialised ``Qwen2ForCausalLM`` of the Qwen2.5-0.5B or -1.5B shape (offline: weights do not
+    matter for speed)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    shapes = {"0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                           intermediate_size=4864),
+              "1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                           intermediate_size=8960)}
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096, bos_token_id=0,
+                      eos_token_id=0, **shapes[size])
+    return load_model(Qwen2ForCausalLM(cfg), device, dtype or ("bfloat16" if torch.device(device).type == "cuda"
+                                                                else None))
+
+
+#: ``--models`` names -> builder(device, dtype)
+MODELS = {
+    "shipped": lambda device, dtype: load_model("zoo:teacher", device, dtype),
+    "gpt2-12x768": lambda device, dtype: realistic_gpt2(32768, device, dtype),
+    "proxy-152k": proxy_152k,
+    "qwen2-0.5b-shape": lambda device, dtype: qwen2_shape("0.5b", device, dtype),
+    "qwen2-1.5b-shape": lambda device, dtype: qwen2_shape("1.5b", device, dtype),
+}
+
+
+def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens: int, device) -> dict:
+    """Tokens/s of the agent's sampler against transformers' ``generate`` on the same model and batch (eager, both
+    sampling ``new_tokens`` tokens with no stop, best of 2 alternating rounds after a warm-up)."""
+    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.sampling import sample
+
+    vocab = model.config.vocab_size
+    policy = LLMPolicy(model, value_head=False, device=device)
+    policy.requires_grad_(False)
+    prompts = torch.randint(3, vocab, (batch, prompt_len)).tolist()
+    ids = torch.tensor(prompts, device=device)
+    never = [vocab + 10]  # an EOS id no token can take: every row runs to new_tokens
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def ours() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        sample(policy, prompts, new_tokens, never, 0, generator=gen)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def hf() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    t_ours, t_hf = _interleaved_best([ours, hf], 2)
+    n = batch * new_tokens
+    return {"ours_tokens_per_s": n / t_ours, "generate_tokens_per_s": n / t_hf, "ratio": t_hf / t_ours,
+            "batch": batch, "new_tokens": new_tokens}
+
+
 def with_positions(model: torch.nn.Module, n_positions: int) -> torch.nn.Module:
     """A copy of a GPT-2-style model whose position table has ``n_positions`` rows (the extra rows are
     randomly initialised). For timing long episodes only: the compute per token is unchanged, and the
@@ -254,27 +330,49 @@ def with_positions(model: torch.nn.Module, n_positions: int) -> torch.nn.Module:
     return model
 
 
+def _peak_reset(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gib(device) -> float | None:
+    """Peak GPU memory since the last reset (None on a CPU: not measured there)."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
 def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
     teacher = kwargs["teacher"]
     vocab = teacher.config.vocab_size
     eos = set(kwargs["tokenizer"].all_special_ids) | {0}
     device = next(teacher.parameters()).device
     big = name != "shipped"
+    mem: dict = {}
     batches = [1, 8, 32] if (quick and big) else [1, 8, 32, 128]
     steps = (8 if big else 24) if quick else (24 if big else 64)
     res: dict = {"raw_step": {}, "env_step": {}, "env_vs_raw": {}}
     res["raw_step_dynamic_cache"] = {}
     for b in batches:
+        _peak_reset(device)
         env_run, width = env_step_runner(kwargs, b, steps, eos, vocab)
         t_env, t_raw = _interleaved_best([env_run, raw_step_runner(teacher, b, width, steps, device)], 3)
         env_tps, raw_tps = b * steps / t_env, b * steps / t_raw
         res["raw_step"][b], res["env_step"][b] = raw_tps, env_tps
         res["raw_step_dynamic_cache"][b] = raw_step(teacher, b, width, steps, device, growable=False)
         res["env_vs_raw"][b] = env_tps / raw_tps
+        mem[f"env_step_batch_{b}"] = _peak_gib(device)
         bar.update(1)
     fb, fl = (8, 64) if quick else (32, 128)
+    _peak_reset(device)
     res["fast_path"] = fast_path(kwargs, fb, fl, eos, vocab)
     res["fast_vs_raw"] = res["fast_path"]["ratio"]
+    mem["fast_path"] = _peak_gib(device)
+    _peak_reset(device)
+    sb = 64 if device.type == "cuda" else 8
+    res["sampler"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device)
+    res["sampler_vs_generate"] = {"eager": res["sampler"]["ratio"], "compiled": None}
+    mem["sampler"] = _peak_gib(device)
+    # a compiled decode path (static KV cache + CUDA graphs) is not implemented yet (issue 11): not measured
+    res["compiled_vs_eager"] = None
     bar.update(1)
     res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
         kwargs, 128, eos, vocab)
@@ -293,6 +391,7 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
     res["growth_1024_over_64"] = g[1024] / g[64] if 1024 in g else None
     res["growth_longest_over_64"] = {"length": max(g), "env": g[max(g)] / g[64], "raw": graw[max(g)] / graw[64]}
     bar.update(1)
+    res["peak_mem_gib"] = mem
     return res
 
 
@@ -306,6 +405,9 @@ def print_table(results: dict) -> None:
         fp = res["fast_path"]
         print(f"fast path: {fp['fast_tokens_per_s']:.0f} tok/s vs raw full forward {fp['raw_tokens_per_s']:.0f} "
               f"tok/s -> {fp['ratio']:.3f}")
+        sp = res["sampler"]
+        print(f"sampler (batch {sp['batch']}, {sp['new_tokens']} tokens): {sp['ours_tokens_per_s']:.0f} tok/s vs "
+              f"generate() {sp['generate_tokens_per_s']:.0f} tok/s -> {sp['ratio']:.2f}x")
         nv = res["naive"]
         print(f"ours vs naive re-encode: {nv['ours_tokens_per_s']:.0f} vs {nv['naive_tokens_per_s']:.0f} tok/s "
               f"-> {nv['ratio']:.1f}x")
@@ -322,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="e.g. bfloat16 on a GPU")
-    p.add_argument("--models", default="shipped,gpt2-12x768", help="comma-separated: shipped, gpt2-12x768")
+    p.add_argument("--models", default="shipped,gpt2-12x768",
+                   help=f"comma-separated, from: {', '.join(MODELS)} (the qwen2 shapes are randomly initialised "
+                        "from their configs, for GPUs; proxy-152k is their 151,936-token vocabulary on a small "
+                        "trunk, for CPUs) (default: shipped,gpt2-12x768)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
@@ -332,16 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     common = {"tokenizer": tok, "device": device, "max_prompt_tokens": 256}
     models = {}
     for name in args.models.split(","):
-        if name == "shipped":
-            models[name] = load_model("zoo:teacher", device, args.dtype)
-        elif name == "gpt2-12x768":
-            models[name] = realistic_gpt2(32768, device, args.dtype)
-        else:
-            p.error(f"unknown model {name!r}: expected shipped or gpt2-12x768")
+        if name not in MODELS:
+            p.error(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+        models[name] = MODELS[name](device, args.dtype)
     prewarm(wait=True)  # the answer checker's one-time start-up (a core for ~2 s) must not land in a timing
     results = {}
     start = time.perf_counter()
-    with tqdm(total=7 * len(models), desc="throughput", file=sys.stderr) as bar:
+    with tqdm(total=7 * len(models), desc="throughput", file=sys.stderr) as bar:  # approximate: stages per model
         for name, model in models.items():
             results[name] = bench_model(name, {**common, "teacher": model}, args.quick, bar)
     print_table(results)
@@ -358,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": str(device), "dtype": args.dtype or "model default",
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "transformers": transformers.__version__,
+                    "date": time.strftime("%Y-%m-%d")},
     }
     print(f"\ntotal {out['seconds']:.0f} s")
     if args.json:

@@ -33,7 +33,7 @@ from llm_cmdp_env.models import (
     vocab_size,
 )
 from llm_cmdp_env.prompts import PromptFormatter
-from llm_cmdp_env.scoring import batch_completion_logprobs
+from llm_cmdp_env.scoring import CompletionLogits
 from llm_cmdp_env.tasks import Problem, load_task
 from llm_cmdp_env.validation import check_positive_int, check_real
 from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer, prewarm, validate_timeout
@@ -48,6 +48,16 @@ LOGPROB_MAX = 1e-4
 NORMALISATION_TOL = 1e-3
 """A full attached row must satisfy ``|logsumexp(row)| <= NORMALISATION_TOL`` (probabilities summing to 1 within
 ~0.1%). Rows computed in float32 by ``log_softmax`` are normalised to ~1e-6; compute bf16 rows in float32."""
+
+
+#: Elements of one ``[tokens, V]`` float32 block the fast path's scoring writes at a time (256 MiB): a block of
+#: whole completions whose tokens x vocabulary stays under this (at least one completion).
+_CHUNK_ELEMENTS = 1 << 26
+
+
+def _cat(parts: list[Any]) -> torch.Tensor:
+    """Rows attached per completion, as one block (validated by the caller)."""
+    return torch.cat([torch.as_tensor(p) for p in parts])
 
 
 @dataclass
@@ -234,25 +244,31 @@ class DistillSetup:
     # ------------------------------------------------------------------ the episode rules
     def step_costs(
         self,
-        teacher_logp: torch.Tensor,
+        teacher_logp: torch.Tensor | None,
         tokens: Sequence[int] | np.ndarray | torch.Tensor,
         full: Any = None,
         token: Any = None,
         from_model: Callable[[], torch.Tensor] | None = None,
         select: tuple[torch.Tensor, int] | None = None,
+        teacher_token_logp: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-step ``(cost, teacher log-prob of the token)`` as float64 arrays ``[n]``.
 
         ``teacher_logp`` is ``[n, V]`` (the teacher's next-token log-probs at each state), ``tokens`` ``[n]`` the
         tokens taken; the acting policy's log-probs come from ``full``/``token``/``from_model`` as in
-        :meth:`student_logprobs` (``select``: rows out of attached arrays given for every sub-env).
+        :meth:`student_logprobs` (``select``: rows out of attached arrays given for every sub-env). A divergence
+        that needs only the taken token's teacher log-prob may get ``teacher_token_logp`` instead of the rows.
         """
-        dev = teacher_logp.device
+        given = teacher_logp if teacher_logp is not None else teacher_token_logp
+        assert given is not None
+        dev = given.device
         acts = torch.as_tensor(tokens, device=dev).long().reshape(-1)
+        if teacher_token_logp is None:
+            assert teacher_logp is not None
+            teacher_token_logp = teacher_logp.gather(-1, acts[:, None])[:, 0].float()
         s_full, s_tok = self.student_logprobs(dev, len(acts), full, token, from_model, select)
-        cost = divergence_cost(self.divergence.name, teacher_logp, acts, s_full, s_tok)
-        t_tok = teacher_logp.gather(-1, acts[:, None])[:, 0]
-        return cost.double().cpu().numpy(), t_tok.double().cpu().numpy()
+        cost = divergence_cost(self.divergence.name, teacher_logp, acts, s_full, s_tok, teacher_token_logp)
+        return cost.double().cpu().numpy(), teacher_token_logp.double().cpu().numpy()
 
     def is_done(self, token: Any, length: Any) -> tuple[Any, Any]:
         """``(terminated, truncated)`` after appending ``token`` as the ``length``-th generated token: terminated
@@ -286,6 +302,16 @@ class DistillSetup:
         if not ids:
             raise ValueError(f"prompt of problem {problem.index} ({problem.source}) encodes to no tokens")
         return ids
+
+    def encode_solution(self, problem: Problem) -> list[int]:
+        """The problem's reference solution as a completion the env accepts: its tokens then EOS, cut to
+        ``max_new_tokens`` (a cut one ends at the limit, like a truncated episode). The off-policy data of
+        distillation baselines (GKD's ``lmbda < 1``); raises when the problem has no solution."""
+        if not problem.solution:
+            raise ValueError(f"problem {problem.index} ({problem.source}) has no reference solution")
+        eos = self.tokenizer.eos_token_id
+        ids = self.prompts.encode_solution(problem.solution) + [int(eos if eos is not None else min(self.eos_ids))]
+        return ids[: self.max_new_tokens]
 
     def pick_problem(self, option: Any, rng: np.random.Generator) -> Problem:
         """The problem for a reset: ``option`` (a Problem or an index in ``[0, len(task))``) or one drawn with
@@ -387,14 +413,28 @@ class DistillSetup:
         )
         if need_model and self.student is None:
             raise ValueError(self.missing_student_message())
-        student_rows = batch_completion_logprobs(self.student, prompts, tokens, self.pad_id) if need_model else None
-        out = []
-        for i, t_logp in enumerate(batch_completion_logprobs(self.teacher, prompts, tokens, self.pad_id)):
-            cost, t_tok = self.step_costs(
-                t_logp, tokens[i],
-                None if student_logprobs is None else student_logprobs[i],
-                None if student_token_logprobs is None else student_token_logprobs[i],
-                (lambda: next(student_rows)) if student_rows is not None else None,
+        teacher = CompletionLogits(self.teacher, prompts, tokens, self.pad_id)
+        student = CompletionLogits(self.student, prompts, tokens, self.pad_id) if need_model else None
+        acts = torch.as_tensor([t for row in tokens for t in row], dtype=torch.long, device=teacher.device)
+        rows_needed = self.divergence.needs_teacher_row
+        costs, t_toks = [], []
+        for rows, lo, hi in teacher.chunks(_CHUNK_ELEMENTS):
+            logits = teacher.logits(lo, hi)
+            if rows_needed:
+                t_logp, t_tok = torch.log_softmax(logits.float(), dim=-1), None
+            else:  # the taken token's log-prob only: no [tokens, V] log-softmax is written
+                t_logp = None
+                t_tok = logits.gather(-1, acts[lo:hi, None])[:, 0].float() - torch.logsumexp(logits.float(), dim=-1)
+            cost, tt = self.step_costs(
+                t_logp, acts[lo:hi],
+                None if student_logprobs is None else _cat([student_logprobs[i] for i in rows]),
+                None if student_token_logprobs is None else _cat([student_token_logprobs[i] for i in rows]),
+                (lambda lo=lo, hi=hi: torch.log_softmax(student.logits(lo, hi).float(), dim=-1))
+                if student is not None else None,
+                teacher_token_logp=t_tok,
             )
-            out.append(ScoredCompletion(np.asarray(tokens[i], dtype=np.int64), cost, t_tok))
-        return out
+            costs.append(cost)
+            t_toks.append(tt)
+        cuts = np.cumsum([len(t) for t in tokens])[:-1]
+        return [ScoredCompletion(np.asarray(t, dtype=np.int64), c, tt) for t, c, tt in
+                zip(tokens, np.split(np.concatenate(costs), cuts), np.split(np.concatenate(t_toks), cuts))]

@@ -32,12 +32,14 @@ CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | Non
 @dataclass(frozen=True)
 class DivergenceSpec:
     """A per-token cost by name: what it needs from the student (nothing, the acted token's log-prob, or the full
-    row) and the function computing it."""
+    row), whether it needs the teacher's full row (else only the taken token's log-prob, which a scorer can get
+    without writing a ``[tokens, V]`` log-softmax), and the function computing it."""
 
     name: str
     needs_student: bool
     needs_full_student: bool
     cost: CostFn
+    needs_teacher_row: bool = True
 
 
 def _xlogx_diff(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
@@ -68,19 +70,21 @@ def _forward_kl(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: torch.
 
 
 DIVERGENCES: dict[str, DivergenceSpec] = {
-    "teacher_nll": DivergenceSpec("teacher_nll", False, False, _teacher_nll),
-    "log_ratio": DivergenceSpec("log_ratio", True, False, _log_ratio),
+    "teacher_nll": DivergenceSpec("teacher_nll", False, False, _teacher_nll, needs_teacher_row=False),
+    "log_ratio": DivergenceSpec("log_ratio", True, False, _log_ratio, needs_teacher_row=False),
     "reverse_kl": DivergenceSpec("reverse_kl", True, True, _reverse_kl),
     "forward_kl": DivergenceSpec("forward_kl", True, True, _forward_kl),
 }
 
 
-def register_divergence(name: str, cost: CostFn, *, needs_student: bool, needs_full_student: bool = False) -> None:
+def register_divergence(name: str, cost: CostFn, *, needs_student: bool, needs_full_student: bool = False,
+                        needs_teacher_row: bool = True) -> None:
     """Make ``cost`` available as ``divergence=name`` (see :data:`CostFn` for its arguments). A student-dependent
-    cost reads the acting policy's log-probs, which the env takes from the action or its ``student`` model."""
+    cost reads the acting policy's log-probs, which the env takes from the action or its ``student`` model. A cost
+    of the taken token alone (``needs_teacher_row=False``) may receive ``teacher_logp=None``."""
     if needs_full_student and not needs_student:
         raise ValueError("needs_full_student implies needs_student")
-    DIVERGENCES[name] = DivergenceSpec(name, needs_student, needs_full_student, cost)
+    DIVERGENCES[name] = DivergenceSpec(name, needs_student, needs_full_student, cost, needs_teacher_row)
 
 
 def get_divergence(name: str) -> DivergenceSpec:
@@ -93,10 +97,11 @@ def get_divergence(name: str) -> DivergenceSpec:
 
 def divergence_cost(
     name: str,
-    teacher_logp: torch.Tensor,
+    teacher_logp: torch.Tensor | None,
     actions: torch.Tensor,
     student_logp: torch.Tensor | None = None,
     student_token_logp: torch.Tensor | None = None,
+    teacher_token_logp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Compute the per-token cost ``[B]`` in float32.
 
@@ -104,8 +109,9 @@ def divergence_cost(
     ----------
     name : str
         One of :data:`DIVERGENCES`.
-    teacher_logp : Tensor [B, V]
-        Teacher log-probabilities for the next token at each state.
+    teacher_logp : Tensor [B, V] or None
+        Teacher log-probabilities for the next token at each state (may be None, with ``teacher_token_logp``,
+        for a divergence that does not need the teacher's row).
     actions : Tensor [B]
         The tokens taken.
     student_logp : Tensor [B, V], optional
@@ -113,15 +119,24 @@ def divergence_cost(
         reads the taken token's entry if ``student_token_logp`` is not given).
     student_token_logp : Tensor [B], optional
         log pS(a|s) for the taken tokens (enough for ``log_ratio``).
+    teacher_token_logp : Tensor [B], optional
+        log pT(a|s) of the taken tokens, when the caller has it (then ``teacher_logp`` is not read for it).
     """
     spec = get_divergence(name)
-    t = teacher_logp.float()
     a = actions.long().view(-1)
-    t_tok = t.gather(-1, a[:, None]).squeeze(-1)
+    t = None if teacher_logp is None else teacher_logp.float()
+    if t is None and spec.needs_teacher_row:
+        raise ValueError(f"divergence {name!r} needs the teacher's full next-token log-probabilities")
+    if teacher_token_logp is not None:
+        t_tok = teacher_token_logp.float().view(-1)
+    elif t is not None:
+        t_tok = t.gather(-1, a[:, None]).squeeze(-1)
+    else:
+        raise ValueError("divergence_cost needs teacher_logp or teacher_token_logp")
     s = None if student_logp is None else student_logp.float()
     if spec.needs_full_student:
         if s is None:
             raise ValueError(f"divergence {name!r} needs the student's full next-token log-probabilities")
-        if s.shape != t.shape:
+        if t is not None and s.shape != t.shape:
             raise ValueError(f"student log-probs have shape {tuple(s.shape)}, teacher's {tuple(t.shape)}")
     return spec.cost(t, a, t_tok, s, student_token_logp)

@@ -27,7 +27,7 @@ from llm_cmdp_env.core import ScoredCompletion
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import Problem
 
-__all__ = ["Episode", "prompt_ids", "replay", "sample_problems", "score_completions"]
+__all__ = ["Episode", "prompt_ids", "replay", "sample_problems", "score_completions", "solution_ids"]
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Episode:
     truncated: bool
     final_info: dict[str, Any]
     infos: list[dict[str, Any]] = field(default_factory=list)
+    teacher_logprobs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the teacher's log-prob of each token
 
 
 def _base(env: gym.Env) -> MathDistillEnv:
@@ -60,6 +61,11 @@ def sample_problems(env: gym.Env, n: int) -> list[Problem]:
 def prompt_ids(env: gym.Env, problem: Problem) -> list[int]:
     """The prompt token ids the env will show for ``problem``."""
     return _base(env).setup.encode_problem(problem)
+
+
+def solution_ids(env: gym.Env, problem: Problem) -> list[int]:
+    """The problem's reference solution as a completion of the env (tokens then EOS, cut to ``max_new_tokens``)."""
+    return _base(env).setup.encode_solution(problem)
 
 
 def score_completions(
@@ -111,5 +117,6 @@ def replay(
             if term or trunc:  # a wrapper may end the episode early (e.g. terminate_on_violation)
                 rewards, costs, n = rewards[: t + 1], costs[: t + 1], t + 1
                 break
-        episodes.append(Episode(problem, pre.tokens[:n].tolist(), rewards, costs, term, trunc, info, infos))
+        episodes.append(Episode(problem, pre.tokens[:n].tolist(), rewards, costs, term, trunc, info, infos,
+                                pre.teacher_logprob[:n].copy()))
     return episodes

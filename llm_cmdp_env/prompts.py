@@ -43,3 +43,10 @@ class PromptFormatter:
         """The prompt as token ids (the chat template already holds its special tokens)."""
         text = self.text(question)
         return list(self.tokenizer(text, add_special_tokens=self.template != "chat")["input_ids"])
+
+    def encode_solution(self, solution: str) -> list[int]:
+        """A worked solution as the completion a model trained on this format writes after the prompt (no EOS):
+        ``" " + solution`` after a plain prompt (the shipped models' training rows), the bare solution after a
+        chat template (the assistant turn starts on its own)."""
+        text = solution if self.template == "chat" else " " + solution
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

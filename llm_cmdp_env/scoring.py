@@ -4,8 +4,9 @@ incremental scorer while stepping and the whole-sequence one on the fast path.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -115,6 +116,70 @@ def left_pad(
     return ids, mask
 
 
+class CompletionLogits:
+    """The teacher's (or student's) logits before every completion token of a batch, from ONE forward.
+
+    The ``prompt + completion`` sequences go through the model RIGHT-padded and without an attention mask: under
+    causal attention a real token never sees the padding after it, so every real position is exact, and the
+    forward takes the same fused causal kernel as an unpadded batch (a padding mask would force a slower masked
+    path). Only the hidden states of the positions that predict a completion token are kept, packed
+    ``[tokens, H]``; the LM head runs on a range of them on demand (:meth:`logits`), so a ``[B, L, V]`` logits
+    tensor is never built (it would not fit for a 150k vocabulary). Packed token ``k`` of completion ``i`` is at
+    ``offsets[i] + k``.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, model: PreTrainedModel, prompts: Sequence[Sequence[int]],
+                 completions: Sequence[Sequence[int]], pad_id: int = 0) -> None:
+        self.device = device = model_device(model)
+        lengths = np.array([len(c) for c in completions], dtype=np.int64)
+        starts = np.array([len(p) - 1 for p in prompts], dtype=np.int64)  # position predicting completion token 0
+        seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+        width = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
+        for i, x in enumerate(seqs):
+            ids[i, : len(x)] = torch.tensor(x, device=device)
+            ids[i, len(x):] = x[-1]  # any token works (never attended); not the pad id, so HF does not warn
+        pos = torch.arange(width, device=device).expand(len(seqs), width)
+        rows = torch.as_tensor(np.repeat(np.arange(len(seqs)), lengths), device=device)
+        cols = torch.as_tensor(np.repeat(starts, lengths) + _ranges(lengths), device=device)
+        split = _logits_head(model)
+        if split is not None:
+            base, self._head = split
+            self._packed = base(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state[rows, cols]
+        else:  # pragma: no cover - models without a separable head: whole logits, then the kept positions
+            self._head = None
+            self._packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[rows, cols]
+        self.lengths = lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.vocab = int(model.get_output_embeddings().weight.shape[0]) if split is not None else self._packed.shape[-1]
+
+    @torch.inference_mode()
+    def logits(self, lo: int, hi: int) -> torch.Tensor:
+        """Logits ``[hi - lo, V]`` (model dtype) of packed tokens ``lo .. hi - 1``."""
+        h = self._packed[lo:hi]
+        return self._head(h) if self._head is not None else h
+
+    def chunks(self, max_elements: int) -> Iterator[tuple[list[int], int, int]]:
+        """``(completion indices, lo, hi)`` for blocks of whole completions whose ``tokens x V`` stays under
+        ``max_elements`` (one completion at least), in order."""
+        rows: list[int] = []
+        lo = 0
+        for i, n in enumerate(self.lengths.tolist()):
+            if rows and (self.offsets[i] + n - lo) * self.vocab > max_elements:
+                yield rows, lo, int(self.offsets[i])
+                rows, lo = [], int(self.offsets[i])
+            rows.append(i)
+        if rows:
+            yield rows, lo, int(self.offsets[-1])
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """``[0..l0-1, 0..l1-1, ...]`` without a Python loop."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
 @torch.inference_mode()
 def batch_completion_logprobs(
     model: PreTrainedModel,
@@ -122,33 +187,12 @@ def batch_completion_logprobs(
     completions: Sequence[Sequence[int]],
     pad_id: int = 0,
 ):
-    """Yield, per row, the log-probs ``[T_i, V]`` (float32) before each completion token.
-
-    One forward over the batch of ``prompt + completion`` sequences, RIGHT-padded and without an attention
-    mask: under causal attention a real token never sees the padding after it, so every real position's
-    logits are exact, and the forward takes the same fused causal kernel as an unpadded batch (a padding
-    mask would force a slower masked path). Only the completion positions go through the LM head, row by
-    row, so a ``[B, L, V]`` logits tensor is never built (it would not fit for a 150k vocabulary).
-    """
-    device = model_device(model)
-    seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
-    width = max(len(x) for x in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
-    for i, x in enumerate(seqs):
-        ids[i, : len(x)] = torch.tensor(x, device=device)
-        ids[i, len(x) :] = x[-1]  # any token works (never attended); not the pad id, so HF does not warn
-    pos = torch.arange(width, device=device).expand(len(seqs), width)
-    split = _logits_head(model)
-    if split is not None:
-        base, head = split
-        hidden = base(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
-    else:  # pragma: no cover - models without a separable head
-        hidden, head = model(input_ids=ids, position_ids=pos, use_cache=False).logits, None
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        start = len(p) - 1
-        rows = hidden[i, start : start + len(c)]
-        logits = head(rows) if head is not None else rows
-        yield torch.log_softmax(logits.float(), dim=-1)
+    """Yield, per row, the log-probs ``[T_i, V]`` (float32) before each completion token (one forward for the
+    batch, see :class:`CompletionLogits`)."""
+    scored = CompletionLogits(model, prompts, completions, pad_id)
+    for i in range(len(completions)):
+        lo, hi = int(scored.offsets[i]), int(scored.offsets[i + 1])
+        yield torch.log_softmax(scored.logits(lo, hi).float(), dim=-1)
 
 
 def sequence_logprobs(

@@ -97,9 +97,12 @@ def policy_options() -> list[Opt]:
 
 def train_options() -> list[Opt]:
     """The trainer's options (TrainConfig fields)."""
+    from llm_cmdp_agents.config import ALGOS  # light: no torch
+
     t = "train"
     return [
-        Opt("--algo", t, "algo", "policy-gradient algorithm", choices=("ppo", "grpo")),
+        Opt("--algo", t, "algo", "ppo, grpo (policy gradient on the env's reward) or a distillation baseline: gkd "
+            "(generalised JSD), minillm (reverse-KL policy gradient)", choices=ALGOS),
         Opt("--updates", t, "updates", "number of updates in total", type=int),
         Opt("--prompts-per-update", t, "prompts_per_update", "distinct prompts per update", type=int),
         Opt("--group-size", t, "group_size", "completions per prompt", type=int, shown_default="1 for PPO, 4 for GRPO"),
@@ -110,6 +113,10 @@ def train_options() -> list[Opt]:
         Opt("--temperature", t, "temperature", "sampling temperature of the policy", type=float),
         Opt("--top-p", t, "top_p", "nucleus filter of the sampler", type=float),
         Opt("--seed", t, "seed", "seeds the problem stream, sampling and shuffling", type=int),
+        Opt("--gkd-beta", t, "gkd_beta", "generalised JSD interpolation (0 forward KL, 1 reverse KL)", type=float),
+        Opt("--gkd-lambda", t, "gkd_lambda", "GKD's on-policy fraction (else reference solutions)", type=float),
+        Opt("--distill-coef", t, "distill_coef", "weight of the JSD to the teacher added to PPO/GRPO (GRPO + GKD)",
+            type=float),
         Opt("--checkpoint-every", t, "checkpoint_every", "keep a numbered checkpoint every this many updates "
             "(0: only latest.pt, at the end and on Ctrl-C)", type=int),
     ]
