@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from llm_cmdp_env.atomic_io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 _PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
            "cpu_count": os.cpu_count(), "device": args.device}
     print("speed-up over 1 process:", {k: round(v, 2) for k, v in out["speedup"].items()})
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        write_json_atomic(args.json, out)
         print(f"wrote {args.json}")
     return 0
 

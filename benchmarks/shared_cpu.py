@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llm_cmdp_env.atomic_io import write_json_atomic
+
 _CHILD = r"""
 import json, subprocess, sys, time
 import torch
@@ -96,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
               f"OMP_WAIT_POLICY={wait:<7}  {row['seconds_per_update']:.2f} s/update", flush=True)
     out = {"rows": rows, "cpu_count": os.cpu_count(), "updates": args.updates}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        write_json_atomic(args.json, out)
         print(f"wrote {args.json}")
     return 0
 

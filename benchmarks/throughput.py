@@ -19,7 +19,6 @@ shipped teacher at top level, and per model under ``models.<name>``: ``fast_vs_r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -34,6 +33,7 @@ import transformers  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
+from llm_cmdp_env.atomic_io import write_json_atomic
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
 from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
@@ -465,8 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\ntotal {out['seconds']:.0f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=str))
+        write_json_atomic(args.json, out)
         print(f"wrote {args.json}")
     return 0
 
