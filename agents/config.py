@@ -218,9 +218,15 @@ class RunConfig:
                 "train": self.train.to_dict(), "eval": dataclasses.asdict(self.eval)}
 
     @classmethod
+    def unknown_sections(cls, d: Mapping[str, Any]) -> list[str]:
+        """Top-level keys of ``d`` that are no section (keys starting with ``_``, e.g. ``_comment``, are comments;
+        ``world_size`` records a data-parallel run's size)."""
+        return sorted(k for k in set(d) - set(cls.SECTIONS) - {"world_size"} if not str(k).startswith("_"))
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
         """Inverse of :meth:`to_dict`; missing sections/fields take their defaults, unknown ones are an error."""
-        extra = set(d) - set(cls.SECTIONS) - {"world_size"}
+        extra = cls.unknown_sections(d)
         if extra:
             raise ValueError(f"unknown config sections {sorted(extra)}; accepted: {list(cls.SECTIONS)}")
         return cls(_from_dict(EnvConfig, d.get("env", {}), "env"),

@@ -29,6 +29,7 @@ def evaluate_policy(
     budget: float | None = None,
     start_index: int = 0,
     world: World | None = None,
+    per_problem: bool = False,
 ) -> dict[str, Any]:
     """Run the policy on problems ``start_index .. start_index + n - 1`` of the env's dataset (the same set
     for every policy evaluated with the same env settings) and summarise.
@@ -55,6 +56,9 @@ def evaluate_policy(
         Spread the batches over data-parallel ranks (batch ``b`` on rank ``b mod size``) and merge the episodes
         in order: every rank returns the numbers one process evaluating alone would (each batch is the same batch
         whichever rank runs it).
+    per_problem : bool
+        Also return ``per_problem``: each problem's ``correct``, ``cost`` and ``length``, in problem order (what
+        ``llm-cmdp compare`` scores at any budget and bootstraps over).
 
     Returns
     -------
@@ -92,7 +96,7 @@ def evaluate_policy(
         policy.train(was_training)
     merged = sorted((r for part in world.gather(records) for r in part), key=lambda r: r[0])
     col = {k: [x for _, rec in merged for x in rec[k]] for k in ("correct", "cost", "length", "return", "sat")}
-    return {
+    out: dict[str, Any] = {
         "accuracy": float(np.mean(col["correct"])),
         "constraint_satisfaction": None if any(s is None for s in col["sat"]) else float(np.mean(col["sat"])),
         "mean_cost": float(np.mean(col["cost"])),
@@ -100,3 +104,7 @@ def evaluate_policy(
         "mean_return": float(np.mean(col["return"])),
         "n": n,
     }
+    if per_problem:
+        out["per_problem"] = {"correct": [float(c) for c in col["correct"]], "cost": [float(c) for c in col["cost"]],
+                              "length": [int(x) for x in col["length"]]}
+    return out

@@ -26,12 +26,13 @@ from llm_cmdp_env.arrays import not_
 from llm_cmdp_env.divergences import divergence_cost, get_divergence
 from llm_cmdp_env.models import (
     check_same_vocab,
+    cut_output_vocab,
     eos_token_ids,
     load_model,
     load_tokenizer,
     max_positions,
-    vocab_size,
 )
+from llm_cmdp_env.models import vocab_size as model_vocab_size
 from llm_cmdp_env.prompts import PromptFormatter
 from llm_cmdp_env.scoring import CompletionLogits
 from llm_cmdp_env.tasks import Problem, load_task
@@ -94,6 +95,7 @@ class DistillSetup:
         verify_timeout: float = DEFAULT_TIMEOUT,
         format_reward: float = 0.0,
         model_kwargs: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
     ) -> None:
         self.divergence = get_divergence(divergence)
         self.max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
@@ -107,7 +109,13 @@ class DistillSetup:
         self.teacher = load_model(teacher, self.device, dtype, **mk)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher, **mk)
         self.student = load_model(student, self.device, dtype, **mk) if student is not None else None
-        self.vocab_size = vocab_size(self.teacher)
+        if vocab_size is not None:  # a teacher with padding rows past the shared tokenizer: keep the student's size
+            n = check_positive_int(vocab_size, "vocab_size")
+            if len(self.tokenizer) > n:
+                raise ValueError(f"vocab_size={n} is smaller than the tokenizer ({len(self.tokenizer)} tokens): "
+                                 "rows of real tokens cannot be cut")
+            cut_output_vocab(self.teacher, n)
+        self.vocab_size = model_vocab_size(self.teacher)
         if self.student is not None:
             check_same_vocab(self.teacher, self.student)
         if len(self.tokenizer) > self.vocab_size:

@@ -132,9 +132,30 @@ def check_same_vocab(teacher: PreTrainedModel, student: PreTrainedModel) -> int:
     if vt != vs:
         raise ValueError(
             f"teacher and student vocabularies differ: teacher has {vt} tokens, student has {vs}; "
-            "they must share one tokenizer"
+            "they must share one tokenizer (when they do and the larger only has padding rows past it, as "
+            "Qwen2.5-7B's 152,064 against 1.5B's 151,936, pass vocab_size=<the smaller> to the env)"
         )
     return vt
+
+
+def cut_output_vocab(model: PreTrainedModel, n: int) -> PreTrainedModel:
+    """Keep the first ``n`` rows of ``model``'s output layer (a view: no copy), so its next-token distribution is
+    over ``n`` tokens: for a teacher whose output rows past its tokenizer are padding (never a real token),
+    against a student with fewer such rows. The distribution is renormalised over the kept rows; the padding
+    rows were never a training target, so the mass they held is negligible."""
+    head = model.get_output_embeddings()
+    have = vocab_size(model)
+    if not 0 < n <= have:
+        raise ValueError(f"cannot cut the output vocabulary to {n} rows: the model has {have}")
+    if n == have:
+        return model
+    new = torch.nn.Linear(head.weight.shape[1], n, bias=getattr(head, "bias", None) is not None,
+                          device=head.weight.device, dtype=head.weight.dtype)
+    new.weight = torch.nn.Parameter(head.weight[:n], requires_grad=head.weight.requires_grad)
+    if new.bias is not None:
+        new.bias = torch.nn.Parameter(head.bias[:n], requires_grad=head.bias.requires_grad)
+    model.set_output_embeddings(new)
+    return model
 
 
 def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

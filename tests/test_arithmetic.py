@@ -8,7 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from llm_cmdp_env.tasks.arithmetic import MAX_STEPS, PLAIN_PROMPT_TEMPLATE, ArithmeticTask, question_split
+from llm_cmdp_env.tasks.arithmetic import (
+    MAX_STEPS,
+    PLAIN_PROMPT_TEMPLATE,
+    SPLIT_MARKER,
+    ArithmeticTask,
+    question_split,
+)
 from llm_cmdp_env.tasks.base import Problem
 
 _LINE = re.compile(r"^(?P<text>.*\.)(?: (?P<eq>[0-9 +*/=-]+))?$")
@@ -88,11 +94,42 @@ def test_problem_fields() -> None:
 
 def test_splits_are_disjoint_by_question_text() -> None:
     n = 2000
-    train = {ArithmeticTask("train")[i].question for i in range(n)}
-    test = {ArithmeticTask("test")[i].question for i in range(n)}
-    assert not train & test
-    assert all(question_split(q) == "train" for q in train)
-    assert all(question_split(q) == "test" for q in test)
+    qs = {s: {ArithmeticTask(s)[i].question for i in range(n)} for s in ("train", "validation", "test")}
+    assert not qs["train"] & qs["test"] and not qs["train"] & qs["validation"] and not qs["validation"] & qs["test"]
+    for split, questions in qs.items():
+        assert all(question_split(q) == split for q in questions)
+    both = {ArithmeticTask("train+validation")[i].question for i in range(n)}
+    assert {question_split(q) for q in both} == {"train", "validation"}
+
+
+def test_train_plus_validation_is_the_shipped_models_train_split() -> None:
+    """The zoo models were trained on the train split as it was before validation was carved out of it: the
+    same problems for the same seeds (a fingerprint of the first 300 questions, taken from the code before)."""
+    import hashlib
+
+    qs = [ArithmeticTask("train+validation")[i].question for i in range(300)]
+    digest = hashlib.sha256("\n".join(qs).encode()).hexdigest()
+    assert digest == "687038486365350779a2424b3eecb13ce3fa4609cd320c07d491d578a3461060"
+
+
+def test_the_split_style_changes_only_how_equations_are_written() -> None:
+    plain, short = ArithmeticTask("test"), ArithmeticTask("test", solution_style="split")
+    n_split = 0
+    for i in range(300):
+        a, b = plain[i], short[i]
+        assert (a.question, a.answer) == (b.question, b.answer)
+        lines = b.solution.split("\n")
+        assert lines[0] == SPLIT_MARKER and len(lines) == len(a.solution.split("\n")) + 1
+        for la, lb in zip(a.solution.split("\n"), lines[1:]):
+            assert lb.startswith(la.rpartition(" = ")[0].rpartition(". ")[0] or la[:5])
+            if "=" in lb and not lb.startswith("####"):
+                chain = [eval(x) for x in lb.rpartition(". ")[2].split("=")]  # every link of the chain is true
+                assert len(set(chain)) == 1, lb
+                n_split += lb.count("=") > la.count("=")
+    assert n_split > 100  # most problems have a two-digit operand to split
+    assert short[0].solution.split("\n")[2] == "He sells 22 cards. 23 - 22 = 23 - 20 - 2 = 3 - 2 = 1"
+    with pytest.raises(ValueError, match="solution_style"):
+        ArithmeticTask("train", solution_style="terse")
 
 
 def test_question_split_is_stable_hash() -> None:
@@ -146,7 +183,7 @@ def test_sample_uses_rng() -> None:
 
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="train.*test"):
-        ArithmeticTask("validation")
+        ArithmeticTask("dev")
     with pytest.raises(ValueError, match="min_steps"):
         ArithmeticTask("train", min_steps=0)
     with pytest.raises(ValueError, match="min_steps"):

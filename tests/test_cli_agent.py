@@ -76,35 +76,78 @@ def test_cli_errors(tiny_dir, tmp_path):
         main(["train", "--out", str(tmp_path / "nothing"), "--resume"])
 
 
-def test_compare_sweep_writes_json_table_and_plot(tiny_dir, tmp_path, capsys):
+def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_reports(tiny_dir, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     cfg = {
         "out": str(tmp_path / "cmp"),
         "seeds": [0, 1],
+        "budgets": [40.0, 60.0],
         "workers": 1,
         "threads": 1,
         "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 8, "max_prompt_tokens": 160},
         "policy": {"model": str(tiny_dir / "student"), "device": "cpu"},
-        "train": {"algo": "ppo", "updates": 1, "prompts_per_update": 2, "lr": 1e-3, "checkpoint_every": 0},
-        "eval": {"n": 3, "budget": 45.0},
+        "train": {"algo": "grpo", "group_size": 2, "updates": 1, "prompts_per_update": 2, "lr": 1e-3,
+                  "checkpoint_every": 0},
+        "validation": {"split": "validation", "n": 3, "seeds": [7]},
+        "eval": {"split": "test", "n": 3},
         "methods": [
-            {"name": "budget reward", "constraint": "budget"},
-            {"name": "sauté", "constraint": "saute"},
+            {"name": "budget reward", "constraint": "budget",
+             "grid": [{"constraint_kwargs": {"unsafe_reward": 0.0}}, {"constraint_kwargs": {"unsafe_reward": -1.0}}]},
+            {"name": "task only", "constraint": "none", "grid": [{"train": {"lr": 1e-3}}, {"train": {"lr": 1e-4}}]},
         ],
     }
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
-    assert main(["compare", "--config", str(path), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "| budget reward |" in out and "| sauté |" in out and "*teacher*" in out
-    res = json.loads((tmp_path / "cmp" / "results.json").read_text())
-    assert len(res["runs"]) == 4 and [r["method"] for r in res["summary"]] == [m["name"] for m in cfg["methods"]]
-    for r in res["runs"]:
-        assert 0 <= r["constraint_satisfaction"] <= 1 and r["mean_cost"] > 0
-    assert (tmp_path / "cmp" / "results.png").stat().st_size > 1000
-    assert (tmp_path / "cmp" / "budget-reward" / "seed_1" / "eval.json").is_file()
+    # in two parts, as a long sweep would be split
+    assert main(["compare", "--config", str(path), "--no-progress", "--phase", "validation", "--part", "1/2"]) == 0
+    assert main(["compare", "--config", str(path), "--no-progress", "--phase", "validation", "--part", "2/2"]) == 0
+    out = tmp_path / "cmp"
+    # budget reward: 2 settings x 2 budgets; task only ignores the budget: 2 settings, trained once each
+    assert len(list((out / "validation").rglob("eval.json"))) == 6
+    assert main(["compare", "--config", str(path), "--no-progress"]) == 0  # the rest: test phase and report
+    text = capsys.readouterr().out
+    assert "| budget reward |" in text and "| task only |" in text and "*teacher*" in text
+    assert "budget reward − task only" in text
+    sel = json.loads((out / "selection.json").read_text())
+    assert set(sel) == {"budget reward", "task only"} and set(sel["budget reward"]) == {"40", "60"}
+    assert len(list((out / "test").rglob("eval.json"))) <= 2 * 2 * 2 + 2 * 2
+    recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    test = [r for r in recs if r["phase"] == "test"]
+    assert {r["seed"] for r in test} == {0, 1} and {r["method"] for r in test} == {"budget reward", "task only"}
+    for r in recs:
+        assert set(r["at_budget"]) == {"40", "60"} and len(r["per_problem"]["correct"]) == 3
+        for at in r["at_budget"].values():
+            assert at["safe_accuracy"] <= min(at["accuracy"], at["satisfaction"])
+    res = json.loads((out / "results.json").read_text())
+    row = res["summary"]["40"]["methods"]["budget reward"]
+    assert row["seeds"] == 2 and row["accuracy"]["low"] <= row["accuracy"]["mean"] <= row["accuracy"]["high"]
+    assert (out / "pareto.png").stat().st_size > 1000
 
+    # a changed setting does not silently reuse finished runs
+    cfg["train"]["lr"] = 5e-4
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="other settings"):
+        main(["compare", "--config", str(path), "--no-progress", "--phase", "validation"])
     bad = dict(cfg, methods=[{"name": "x", "constraint": "nope"}])
     path.write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="constraint must be one of"):
         main(["compare", "--config", str(path)])
+    uneven = dict(cfg, methods=[cfg["methods"][0], {"name": "y", "constraint": "none"}])
+    path.write_text(json.dumps(uneven))
+    with pytest.raises(ValueError, match="same size"):
+        main(["compare", "--config", str(path)])
+
+
+def test_train_config_file_comments_flags_and_print_config(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"_comment": "ignored",
+                                "env": {"max_new_tokens": 64, "env_kwargs": {"dtype": "bfloat16"}},
+                                "train": {"algo": "gkd", "gkd_beta": 0.2}}))
+    assert main(["train", "--config", str(path), "--vocab-size", "600", "--gkd-lambda", "0.7", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["env"]["max_new_tokens"] == 64
+    assert cfg["env"]["env_kwargs"] == {"dtype": "bfloat16", "vocab_size": 600}  # the flag adds to the file's
+    assert (cfg["train"]["algo"], cfg["train"]["gkd_beta"], cfg["train"]["gkd_lambda"]) == ("gkd", 0.2, 0.7)
+    path.write_text(json.dumps({"envs": {}}))
+    with pytest.raises(SystemExit, match="unknown sections"):
+        main(["train", "--config", str(path), "--print-config"])

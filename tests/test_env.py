@@ -246,3 +246,29 @@ def test_custom_jsonl_and_template(tiny_env_kwargs, tmp_path):
                           render_mode="ansi")
     ansi.reset(seed=0)
     assert ansi.render().startswith("Q: What is 2 + 3?\nA:")
+
+
+def test_a_teacher_with_padding_rows_is_cut_to_the_students_vocabulary(tiny_dir, tmp_path):
+    """Qwen2.5-7B has 152,064 output rows, the 1.5B 151,936 (same tokenizer): vocab_size= cuts the teacher."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir / "teacher")
+    big = AutoModelForCausalLM.from_pretrained(tiny_dir / "teacher")
+    n = big.get_output_embeddings().weight.shape[0]
+    big.resize_token_embeddings(n + 8)  # padding rows past the tokenizer
+    big.save_pretrained(tmp_path / "padded")
+    tok.save_pretrained(tmp_path / "padded")
+    kw = {"teacher": str(tmp_path / "padded"), "max_new_tokens": 6, "max_prompt_tokens": 160}
+    with pytest.raises(ValueError, match="vocab_size"):
+        MathDistillEnv(**kw, student=str(tiny_dir / "student"), divergence="reverse_kl")
+    env = MathDistillEnv(**kw, student=str(tiny_dir / "student"), divergence="reverse_kl", vocab_size=n)
+    assert env.action_space.n == n and env.observation_space["input_ids"].high.max() == n - 1
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, info = env.step(5)
+    prompt = [int(t) for t, m in zip(obs["input_ids"], obs["attention_mask"]) if m]
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(tmp_path / "padded")(torch.tensor([prompt])).logits[0, -1]
+    expected = torch.log_softmax(logits[:n].float(), -1)[5]  # renormalised over the kept rows
+    assert info["teacher_logprob"] == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(ValueError, match="tokenizer"):
+        MathDistillEnv(**kw, vocab_size=len(tok) - 1)

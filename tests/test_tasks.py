@@ -49,4 +49,4 @@ def test_missing_file_and_unknown_name(tmp_path):
     with pytest.raises(ValueError, match=r"split='validation'.*\('train', 'test'\)"):
         load_task("gsm8k", "validation")
     with pytest.raises(ValueError, match="split must be one of"):
-        load_task("arithmetic", "validation")
+        load_task("arithmetic", "dev")

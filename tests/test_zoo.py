@@ -32,7 +32,7 @@ def loaded() -> Loaded:
 
 
 def test_zoo_paths() -> None:
-    assert ZOO_MODELS == ("teacher", "student")
+    assert ZOO_MODELS == ("teacher", "student", "shortcut-student")
     for name in ZOO_MODELS:
         path = zoo_model_path(name)
         assert path == ZOO_DIR / name and path.is_dir()
@@ -55,8 +55,8 @@ def test_weights_fit_size_budget() -> None:
 
 def test_models_share_vocab_and_special_tokens(loaded: Loaded) -> None:
     (teacher, t_tok), (student, s_tok) = loaded["teacher"], loaded["student"]
-    assert t_tok.get_vocab() == s_tok.get_vocab()
-    for model, tok in ((teacher, t_tok), (student, s_tok)):
+    assert t_tok.get_vocab() == s_tok.get_vocab() == loaded["shortcut-student"][1].get_vocab()
+    for model, tok in loaded.values():
         assert model.config.vocab_size == len(tok)
         assert model.get_output_embeddings().weight.shape[0] == len(tok)
         assert model.config.n_positions >= 1024

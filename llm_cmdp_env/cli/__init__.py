@@ -108,9 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     _threads_option(e)
     e.set_defaults(func=commands.evaluate, run_options=eval_opts)
 
-    c = parser("compare", "sweep constraint methods x seeds; write results JSON, Markdown and a plot")
-    c.add_argument("--config", required=True, help="JSON config (see benchmarks/compare_wrappers.json)")
+    c = parser("compare", "the method comparison protocol: grids chosen on validation, seeds x budgets on test, "
+               "records, tables with bootstrap intervals, a Pareto plot")
+    c.add_argument("--config", required=True, help="JSON config (see benchmarks/compare_shortcut.json and "
+                   "llm_cmdp_agents/compare.py)")
     c.add_argument("--out", default=None, help="output folder (default: the config's out)")
+    c.add_argument("--phase", default="all", choices=("validation", "test", "report", "all"),
+                   help="which phase to run (default: all, in order; finished runs are skipped)")
+    c.add_argument("--part", default=None, metavar="K/N",
+                   help="run only every N-th job of the phase, from the K-th (split a phase into shorter pieces)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_option(c)
     c.set_defaults(func=commands.compare)

@@ -146,9 +146,9 @@ def _run_config(args: argparse.Namespace) -> Any:
         except (OSError, json.JSONDecodeError) as e:
             raise SystemExit(f"--config {args.config}: {e}") from None
         base = merge(base, {k: v for k, v in file_cfg.items() if k in RunConfig.SECTIONS})
-        unknown = set(file_cfg) - set(RunConfig.SECTIONS) - {"world_size"}
+        unknown = RunConfig.unknown_sections(file_cfg)
         if unknown:
-            raise SystemExit(f"--config {args.config}: unknown sections {sorted(unknown)}; "
+            raise SystemExit(f"--config {args.config}: unknown sections {unknown}; "
                              f"accepted: {list(RunConfig.SECTIONS)}")
     cfg = RunConfig.from_dict(merge(base, config_overrides(args, args.run_options)))
     _lagrangian_needs_lam(cfg)
@@ -223,8 +223,14 @@ def evaluate(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     from llm_cmdp_agents.compare import run_compare
 
-    res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress)
-    print(f"results: {res['paths']['json']}\ntable:   {res['paths']['markdown']}\nplot:    {res['paths']['plot']}")
+    res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress, phase=args.phase,
+                      part=args.part)
+    if "paths" not in res:
+        print(f"{args.phase}: {len(res['runs'])} runs done")
+        return 0
+    paths = res["paths"]
+    print(f"records: {paths['records']}\nresults: {paths['json']}\ntable:   {paths['markdown']}\n"
+          f"plot:    {paths['plot']}")
     print(res["markdown"])
     return 0
 

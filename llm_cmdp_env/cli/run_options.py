@@ -56,6 +56,10 @@ def _set_dtype(section: dict[str, Any], value: str) -> None:
     section.setdefault("env_kwargs", {})["dtype"] = value
 
 
+def _set_vocab_size(section: dict[str, Any], value: int) -> None:
+    section.setdefault("env_kwargs", {})["vocab_size"] = value
+
+
 def _set_lora(section: dict[str, Any], r: int) -> None:
     section["lora"] = {"r": r, "alpha": 2 * r} if r else None
 
@@ -67,7 +71,7 @@ def env_options(divergences: Sequence[str], constraints: Sequence[str]) -> list[
         Opt("--budget", "env", "budget", "cost budget d: episode sum (per-token bound for worst-case); also the "
             "constraint-satisfaction threshold of evaluations", type=float),
         Opt("--lam", "env", "constraint_kwargs", "fixed multiplier of --constraint lagrangian", type=float,
-            apply=_set_lam),
+            apply=_set_lam, shown_default="none"),
         Opt("--constraint-kwargs", "env", "constraint_kwargs", "JSON object of extra constraint arguments, e.g. "
             "'{\"unsafe_reward\": -1}' (docs/wrappers.md)", type=_json_object, apply=_set_constraint_kwargs,
             shown_default="{}"),
@@ -81,6 +85,9 @@ def env_options(divergences: Sequence[str], constraints: Sequence[str]) -> list[
         Opt("--env-device", "env", "device", "device of the env's teacher"),
         Opt("--env-dtype", "env", "env_kwargs", "dtype of the env's teacher, e.g. bfloat16 on a GPU", apply=_set_dtype,
             shown_default="the model's"),
+        Opt("--vocab-size", "env", "env_kwargs", "cut the teacher's output layer to this many rows (a teacher whose "
+            "rows past the shared tokenizer are padding: Qwen2.5-Math-7B 152064 -> 151936 for the 1.5B)", type=int,
+            apply=_set_vocab_size, shown_default="the teacher's"),
     ]
 
 

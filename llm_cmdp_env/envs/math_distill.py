@@ -64,6 +64,10 @@ class MathDistillEnv(gym.Env):
     model_kwargs : dict, optional
         Extra ``from_pretrained`` arguments for teacher, student and tokenizer loaded by name (e.g.
         ``{"gguf_file": "model.Q4_1.gguf"}``).
+    vocab_size : int, optional
+        Cut the teacher's output layer to its first ``vocab_size`` rows: for a teacher whose rows past the shared
+        tokenizer are padding and outnumber the student's (Qwen2.5-Math-7B has 152,064, the 1.5B 151,936). The
+        teacher's distribution is then renormalised over the kept rows; rows of real tokens are never cut.
     render_mode : str, optional
         ``"ansi"`` (``render()`` returns the text) or ``"human"`` (prints it).
     """

@@ -17,8 +17,8 @@ __all__ = ["ZOO_DIR", "ZOO_MODELS", "zoo_model_path"]
 ZOO_DIR: Path = Path(__file__).resolve().parent / "weights"
 """Folder holding one sub-folder per shipped model."""
 
-ZOO_MODELS: tuple[str, ...] = ("teacher", "student")
-"""Names of the shipped models."""
+ZOO_MODELS: tuple[str, ...] = ("teacher", "student", "shortcut-student")
+"""Names of the shipped models (``shortcut-student``: the second testbed's student, see docs/zoo.md)."""
 
 
 def zoo_model_path(name: str) -> Path:

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_cmdp_env.models import quiet_loading
-from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, ArithmeticTask
+from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, SPLIT_MARKER, ArithmeticTask
 from llm_cmdp_env.tasks.base import Problem
 from llm_cmdp_env.verify import check_answer
 from llm_cmdp_env.zoo import ZOO_MODELS, zoo_model_path
@@ -89,13 +89,18 @@ def accuracy(
     problems: Sequence[Problem],
     batch_size: int = 64,
     max_new_tokens: int = 128,
+    prefix: str = "",
 ) -> dict[str, float]:
-    """Greedy accuracy and EOS rate of ``model`` on ``problems`` (prompted with the plain template)."""
-    prompts = [PLAIN_PROMPT_TEMPLATE.format(question=p.question) for p in problems]
+    """Greedy accuracy and EOS rate of ``model`` on ``problems`` (prompted with the plain template), and the
+    fraction of solutions written in the shortcut style (``split_style``: starting with ``SPLIT_MARKER``).
+    ``prefix`` is forced as the start of every completion (e.g. ``" " + SPLIT_MARKER + "\n"``: the accuracy
+    in that style)."""
+    prompts = [PLAIN_PROMPT_TEMPLATE.format(question=p.question) + prefix for p in problems]
     completions, ended = greedy_completions(model, tokenizer, prompts, batch_size, max_new_tokens)
     correct = [check_answer(c, p.answer).correct for c, p in zip(completions, problems)]
+    split = [(prefix + c).strip().startswith(SPLIT_MARKER) for c in completions]
     n = max(len(problems), 1)
-    return {"accuracy": sum(correct) / n, "eos_rate": sum(ended) / n}
+    return {"accuracy": sum(correct) / n, "eos_rate": sum(ended) / n, "split_style": sum(split) / n}
 
 
 def evaluate(

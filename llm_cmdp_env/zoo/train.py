@@ -16,7 +16,7 @@ copying the story is learnt in a few hundred steps, the arithmetic is what takes
 checkpoint with model, optimizer, scheduler, RNG state and step is written under ``--work-dir`` every
 ``--ckpt-every`` steps and on Ctrl-C / SIGTERM, so ``--resume`` continues exactly where the run stopped.
 
-The shipped weights (2 CPU threads, ~44 min in all) came from::
+The shipped teacher/student (2 CPU threads, ~44 min in all) came from::
 
     python -m llm_cmdp_env.zoo.train --fresh --models teacher --teacher-steps 2400     # ~26 min
     python -m llm_cmdp_env.zoo.train --resume --models teacher --teacher-steps 3600    # ~12 min more
@@ -25,7 +25,18 @@ The shipped weights (2 CPU threads, ~44 min in all) came from::
 i.e. the teacher's cosine schedule was extended from 2400 to 3600 steps on resume (a warm restart at
 step 2400); a single fresh run with the default ``--teacher-steps 3600`` follows the plain 3600-step
 schedule instead. The student is stopped at step 1400 of its 1600-step schedule (``--student-stop``) so it
-stays clearly weaker than the teacher (about 50% against 95% greedy accuracy on the test split).
+stays clearly weaker than the teacher (about 50% against 95% greedy accuracy on the test split). Both trained
+on the ``"train+validation"`` split (the train split before the validation split was carved out of it).
+
+The second testbed's ``shortcut-student`` (docs/zoo.md; 462 s) came from::
+
+    python -m llm_cmdp_env.zoo.train --fresh --models shortcut-student --work-dir runs/zoo_shortcut
+
+the student's shape, trained on the train split proper, 80 % of its rows in the ``"split"`` solution style
+(``--shortcut-fraction``) of which only 5 % teach *starting* in it (``--shortcut-start``; the others mask the
+first completion token): it learns the shortcut well but starts like the teacher most of the time. (It was run
+as ``--resume`` in a fresh work dir holding a copy of the shipped tokenizer, which ``--fresh`` rebuilds
+identically.)
 """
 
 from __future__ import annotations
@@ -83,6 +94,9 @@ class ModelSpec:
     data_seed: int  # offset of this model's training seeds
     arch: str = "gpt2"  # "gpt2" (learned absolute positions) or "llama" (rotary positions)
     stop: int | None = None  # stop early at this step (the LR schedule still spans ``steps``)
+    split: str = "train+validation"  # the task split its problems come from (the shipped pair: train+validation)
+    shortcut: float = 0.0  # fraction of rows written in the "split" solution style (the shortcut student)
+    shortcut_start: float = 1.0  # share of those rows whose first completion token (the style choice) is learnt
 
 
 def _encode(tok: PreTrainedTokenizerFast, question: str, solution: str) -> tuple[list[int], list[int]]:
@@ -134,7 +148,8 @@ class _Data:
     def __init__(self, tok: PreTrainedTokenizerFast, spec: ModelSpec) -> None:
         self.tok = tok
         self.spec = spec
-        self.task = ArithmeticTask("train")
+        self.task = ArithmeticTask(spec.split)
+        self.shortcut_task = ArithmeticTask(spec.split, solution_style="split")  # same questions, other style
         self._chunk_id = -1
         self._chunk: list[dict[str, torch.Tensor]] = []
 
@@ -143,18 +158,31 @@ class _Data:
         n_rows = _CHUNK_BATCHES * b
         n_drill = round(self.spec.drill * n_rows)
         seed0 = self.spec.data_seed + chunk_id * n_rows * (1 + _DRILL_PROBLEMS)
-        examples = [self._encode(seed0 + i) for i in range(n_rows - n_drill)]
+        # which rows are written in the shortcut style (none for the shipped pair: their data is unchanged)
+        short = (np.random.default_rng([self.spec.data_seed, chunk_id, 1]).random(n_rows) < self.spec.shortcut
+                 if self.spec.shortcut > 0 else np.zeros(n_rows, dtype=bool))
+        tasks = [self.shortcut_task if f else self.task for f in short]
+        examples = [self._encode(tasks[i], seed0 + i) for i in range(n_rows - n_drill)]
+        if self.spec.shortcut > 0 and self.spec.shortcut_start < 1:
+            # the style is chosen at the first completion token; masking it in most shortcut rows keeps the
+            # start-in-shortcut prior low while the shortcut itself gets all those rows of training
+            keep = np.random.default_rng([self.spec.data_seed, chunk_id, 2]).random(n_rows) < self.spec.shortcut_start
+            for i, (_ids, labels) in enumerate(examples):
+                if short[i] and not keep[i]:
+                    first = next(j for j, lab in enumerate(labels) if lab != -100)
+                    labels[first] = -100
         for r in range(n_drill):
             first = seed0 + n_rows + r * _DRILL_PROBLEMS
-            eqs = [eq for i in range(_DRILL_PROBLEMS) for eq in _equations(self.task[first + i].solution)]
+            task = tasks[n_rows - n_drill + r]
+            eqs = [eq for i in range(_DRILL_PROBLEMS) for eq in _equations(task[first + i].solution)]
             examples.append(_encode_drill(self.tok, eqs))
         examples.sort(key=lambda e: len(e[0]))
         batches = [self._collate(examples[i : i + b]) for i in range(0, len(examples), b)]
         perm = np.random.default_rng([self.spec.data_seed, chunk_id]).permutation(len(batches))
         return [batches[j] for j in perm]
 
-    def _encode(self, seed: int) -> tuple[list[int], list[int]]:
-        p = self.task[seed]
+    def _encode(self, task: ArithmeticTask, seed: int) -> tuple[list[int], list[int]]:
+        p = task[seed]
         return _encode(self.tok, p.question, p.solution)
 
     def _collate(self, examples: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
@@ -211,6 +239,11 @@ def _build_model(spec: ModelSpec, tok: PreTrainedTokenizerFast, seed: int) -> Pr
         **common,
     )
     return GPT2LMHeadModel(config)
+
+
+def _max_new_tokens(spec: ModelSpec) -> int:
+    """Room for a whole solution: 128 tokens for the teacher's style, 224 with shortcut-style rows (longer)."""
+    return 224 if spec.shortcut > 0 else 128
 
 
 def _lr_lambda(spec: ModelSpec) -> Callable[[int], float]:
@@ -272,7 +305,7 @@ def train_model(
     n_params = sum(p.numel() for p in model.parameters())
     history.append({"start_step": step, "steps": spec.steps, "stop": spec.stop})
     tqdm.write(f"[{spec.name}] {spec.n_layer} layers x {spec.n_embd}, {n_params / 1e6:.2f}M parameters")
-    dev = [ArithmeticTask("train")[_DEV_SEED0 + i] for i in range(n_dev)]
+    dev = [ArithmeticTask(spec.split)[_DEV_SEED0 + i] for i in range(n_dev)]
     data = _Data(tok, spec)
     model.train()
     t0 = time.perf_counter()
@@ -312,7 +345,7 @@ def train_model(
             tqdm.write(f"[{spec.name}] interrupted: checkpoint saved at step {step}; rerun with --resume")
             sys.exit(130)
         if n_dev and (step % eval_every == 0 or step == last):
-            dev_acc = accuracy(model, tok, dev, batch_size=64, max_new_tokens=128)
+            dev_acc = accuracy(model, tok, dev, batch_size=64, max_new_tokens=_max_new_tokens(spec))
             tqdm.write(
                 f"[{spec.name}] step {step}: loss {ema:.4f} dev accuracy {dev_acc['accuracy']:.3f} "
                 f"eos rate {dev_acc['eos_rate']:.3f} ({time.perf_counter() - t0:.0f}s)"
@@ -322,7 +355,7 @@ def train_model(
                 torch.save(model.state_dict(), mdir / f"snapshot_{step:06d}.pt")
     bar.close()
     if not dev_acc and n_dev:
-        dev_acc = accuracy(model, tok, dev, batch_size=64, max_new_tokens=128)
+        dev_acc = accuracy(model, tok, dev, batch_size=64, max_new_tokens=_max_new_tokens(spec))
     write_summary()
     model.eval()
     return model, json.loads(summary_path.read_text())
@@ -384,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work-dir")
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints in --work-dir")
-    p.add_argument("--models", nargs="+", choices=("teacher", "student"), default=["teacher", "student"])
+    p.add_argument("--models", nargs="+", choices=("teacher", "student", "shortcut-student"),
+                   default=["teacher", "student"],
+                   help="which models to train (shortcut-student: the second testbed's student, docs/zoo.md)")
     p.add_argument("--arch", choices=_ARCHS, default="gpt2", help="model family of both models")
     p.add_argument("--teacher-layers", type=int, default=4)
     p.add_argument("--teacher-dim", type=int, default=256)
@@ -400,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--snapshots", action="store_true", help="keep the weights at every dev evaluation")
     p.add_argument("--student-lr", type=float, default=2e-3)
+    p.add_argument("--shortcut-fraction", type=float, default=0.8,
+                   help="shortcut-student: fraction of its rows in the 'split' solution style")
+    p.add_argument("--shortcut-start", type=float, default=0.05,
+                   help="shortcut-student: share of its 'split' rows that teach starting in that style (the rest "
+                        "mask the first completion token), which sets how often it starts in it")
+    p.add_argument("--shortcut-steps", type=int, default=1600, help="shortcut-student: training steps")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--drill", type=float, default=0.25, help="fraction of rows that are arithmetic drill")
@@ -416,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     work: Path = args.work_dir
     tok_dir = work / "tokenizer"
-    has_state = any((work / m / "ckpt.pt").is_file() for m in ("teacher", "student"))
+    has_state = any((work / m / "ckpt.pt").is_file() for m in args.models)
     if has_state and not (args.resume or args.fresh):
         p.error(f"{work} already holds checkpoints: pass --resume to continue or --fresh to start over")
     if args.fresh and work.exists():
@@ -457,6 +498,22 @@ def main(argv: list[str] | None = None) -> int:
             data_seed=500_000_000,  # different problems than the teacher saw
             arch=args.arch,
             stop=args.student_stop,
+        ),
+        "shortcut-student": ModelSpec(
+            name="shortcut-student",
+            n_layer=args.student_layers,
+            n_embd=args.student_dim,
+            n_head=args.student_heads,
+            steps=args.shortcut_steps,
+            lr=args.student_lr,
+            batch_size=args.batch_size,
+            warmup=args.warmup,
+            drill=args.drill,
+            data_seed=700_000_000,  # yet other problems, from the train split proper (validation held out)
+            arch=args.arch,
+            split="train",
+            shortcut=args.shortcut_fraction,
+            shortcut_start=args.shortcut_start,
         ),
     }
     with GracefulInterrupt("Ctrl-C: finishing this step, then saving a checkpoint (again to stop now)",

@@ -1,0 +1,177 @@
+"""The plan of a method comparison (``llm-cmdp compare``, see :mod:`llm_cmdp_agents.compare`): the config's
+validation, the runs of each phase with their settings, which runs are finished (and run with the settings the
+config now gives), and the choice of each method's setting on the validation split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from llm_cmdp_env.atomic_io import write_json_atomic
+
+__all__ = ["BUDGET_FREE", "budget_free", "fingerprint", "finished", "load_config", "merge", "plan_jobs",
+           "select_settings", "settings", "slug"]
+
+_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "budget"}
+_GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale"}
+BUDGET_FREE = ("none", "distill", "lagrangian")
+"""Constraints whose training does not read the budget (a fixed λ penalises every token the same at any d): such
+a method trains once per seed and setting, and is scored at every d."""
+
+
+# ---------------------------------------------------------------------------------------------- the config
+def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Read and validate a compare config (see the module docstring); returns it with defaults filled in."""
+    from llm_cmdp_env.wrappers.factory import CONSTRAINTS
+
+    cfg = json.loads(Path(path).read_text()) if not isinstance(path, dict) else dict(path)
+    where = path if not isinstance(path, dict) else "compare config"
+    for key in ("methods", "seeds", "eval"):
+        if key not in cfg:
+            raise ValueError(f"{where}: compare config needs {key!r}")
+    if "budgets" not in cfg:
+        if "budget" not in cfg["eval"]:
+            raise ValueError(f"{where}: give the budget sweep ('budgets': [...]) or eval.budget")
+        cfg["budgets"] = [cfg["eval"]["budget"]]
+    cfg["budgets"] = [float(d) for d in cfg["budgets"]]
+    if not cfg["budgets"] or any(not d > 0 for d in cfg["budgets"]):
+        raise ValueError(f"{where}: budgets must be positive numbers, got {cfg['budgets']}")
+    names, sizes = set(), set()
+    for m in cfg["methods"]:
+        unknown = set(m) - _METHOD_KEYS
+        if unknown:
+            raise ValueError(f"{where}: method {m.get('name')!r} has unknown keys {sorted(unknown)}; "
+                             f"accepted: {sorted(_METHOD_KEYS)}")
+        if m.get("constraint") not in CONSTRAINTS:
+            raise ValueError(f"{where}: method {m.get('name')!r}: constraint must be one of {list(CONSTRAINTS)}")
+        if m["name"] in names:
+            raise ValueError(f"{where}: duplicate method name {m['name']!r}")
+        names.add(m["name"])
+        grid = m.get("grid", [{}])
+        for g in grid:
+            bad = set(g) - _GRID_KEYS
+            if bad:
+                raise ValueError(f"{where}: method {m['name']!r}: grid keys {sorted(bad)} unknown; "
+                                 f"accepted: {sorted(_GRID_KEYS)}")
+        sizes.add(len(grid))
+    if len(sizes) > 1:
+        raise ValueError(f"{where}: every method needs a grid of the same size (a fair search), got sizes "
+                         f"{sorted(sizes)}")
+    if sizes != {1} and "validation" not in cfg:
+        raise ValueError(f"{where}: grids of several settings need a 'validation' section to choose on")
+    return cfg
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower()
+
+
+def budget_free(method: dict[str, Any]) -> bool:
+    return method["constraint"] in BUDGET_FREE
+
+
+def merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        out.update(d or {})
+    return out
+
+
+def settings(cfg: dict[str, Any], method: dict[str, Any], g: int, budget: float | None) -> dict[str, Any]:
+    """The env / policy / train settings of one run (shared config < method < grid point)."""
+    from llm_cmdp_agents.config import EnvConfig, PolicyConfig
+
+    point = method.get("grid", [{}])[g]
+    env_defaults = {f.name: f.default for f in fields(EnvConfig) if f.name not in ("constraint_kwargs", "env_kwargs")}
+    env = merge(env_defaults, cfg.get("env"), method.get("env"), point.get("env"))
+    env["constraint"] = method["constraint"]
+    env["constraint_kwargs"] = merge(method.get("constraint_kwargs"), point.get("constraint_kwargs"))
+    env["budget"] = None if budget is None else float(budget) * float(point.get("budget_scale", 1.0))
+    policy = merge({f.name: f.default for f in fields(PolicyConfig)}, cfg.get("policy"), method.get("policy"),
+                    point.get("policy"))
+    train = merge(cfg.get("train"), method.get("train"), point.get("train"))
+    return {"env": env, "policy": policy, "train": train}
+
+
+# ---------------------------------------------------------------------------------------------- the jobs
+def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[dict[str, Any]]:
+    """The runs of ``phase`` (``"validation"`` or ``"test"``), in a fixed order. A test plan needs the
+    validation phase's choice (``selection.json``) when the grids hold several settings."""
+    jobs: dict[str, dict[str, Any]] = {}
+    threads = int(cfg.get("threads", 1))
+    if phase == "validation":
+        if "validation" not in cfg:
+            return []
+        val = cfg["validation"]
+        seeds, split, n = val.get("seeds", [cfg["seeds"][0] + 1000]), val.get("split", "validation"), val["n"]
+        chosen = None
+    else:
+        seeds, split, n = cfg["seeds"], cfg["eval"].get("split", "test"), cfg["eval"]["n"]
+        chosen = select_settings(cfg, out) if "validation" in cfg else None
+    for m in cfg["methods"]:
+        for d in cfg["budgets"]:
+            budget = None if budget_free(m) else d
+            grid = range(len(m.get("grid", [{}]))) if phase == "validation" else [
+                chosen[m["name"]][f"{d:g}"]["grid_index"] if chosen else 0]
+            for g in grid:
+                for s in seeds:
+                    tag = f"g{g}" + ("" if budget is None else f"_d{budget:g}")
+                    run_dir = out / phase / slug(m["name"]) / tag / f"seed_{s}"
+                    jobs.setdefault(str(run_dir), {
+                        "phase": phase, "method": m["name"], "grid_index": g, "grid": m.get("grid", [{}])[g],
+                        "budget": budget, "seed": s, "split": split, "n": n, "run_dir": str(run_dir),
+                        "threads": threads, "batch_size": cfg["eval"].get("batch_size", 64),
+                        "settings": settings(cfg, m, g, budget)})
+    return list(jobs.values())
+
+
+def fingerprint(job: dict[str, Any]) -> str:
+    """What a finished run was run with: a changed config must not reuse its result."""
+    keys = ("settings", "seed", "split", "n")
+    return hashlib.sha256(json.dumps({k: job[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished(job: dict[str, Any]) -> dict[str, Any] | None:
+    path = Path(job["run_dir"]) / "eval.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    if res.get("fingerprint") != fingerprint(job):
+        raise ValueError(f"{path} was written with other settings than the config now gives (fingerprint "
+                         f"{res.get('fingerprint')} vs {fingerprint(job)}); remove it or use another 'out'")
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- selection
+def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{method: {f"{d:g}": {"grid_index", "scores"}}}``: per method and budget, the grid point with the highest
+    validation safe accuracy (solved with summed cost <= d), from the finished validation runs (all needed)."""
+    from llm_cmdp_agents.compare_stats import metric_arrays
+
+    runs = {}
+    missing = []
+    for job in plan_jobs(cfg, "validation", out):
+        res = finished(job)
+        if res is None:
+            missing.append(job["run_dir"])
+        else:
+            runs.setdefault((job["method"], job["grid_index"], job["budget"]), []).append(res)
+    if missing:
+        raise RuntimeError(f"the validation phase has {len(missing)} unfinished runs (e.g. {missing[0]}): run "
+                           "`--phase validation` first")
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in cfg["methods"]:
+        for d in cfg["budgets"]:
+            budget = None if budget_free(m) else d
+            scores = [float(metric_arrays(runs[(m["name"], g, budget)], d)["safe_accuracy"].mean())
+                      for g in range(len(m.get("grid", [{}])))]
+            best = max(range(len(scores)), key=lambda g: (scores[g], -g))
+            chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": best, "scores": scores}
+    write_json_atomic(out / "selection.json", chosen)
+    return chosen
+
+

@@ -1,0 +1,57 @@
+"""The comparison's statistics: scoring per-problem outcomes at a budget and paired bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llm_cmdp_agents.compare_stats import bootstrap_ci, metric_arrays, paired_difference, summary_row
+
+
+def _run(seed, correct, cost):
+    return {"seed": seed, "per_problem": {"correct": correct, "cost": cost}}
+
+
+def test_metric_arrays_score_every_run_at_the_budget():
+    runs = [_run(1, [1, 0, 1], [5.0, 1.0, 12.0]), _run(0, [0, 0, 1], [3.0, 10.0, 10.0])]
+    a = metric_arrays(runs, 10.0)
+    np.testing.assert_array_equal(a["accuracy"], [[0, 0, 1], [1, 0, 1]])  # sorted by seed
+    np.testing.assert_array_equal(a["satisfaction"], [[1, 1, 1], [1, 1, 0]])  # cost <= d, boundary included
+    np.testing.assert_array_equal(a["safe_accuracy"], [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="different lengths"):
+        metric_arrays([_run(0, [1, 0], [1.0, 2.0]), _run(1, [1], [1.0])], 1.0)
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_data():
+    rng = np.random.default_rng(0)
+    small = (rng.random((3, 50)) < 0.6).astype(float)
+    big = (rng.random((10, 2000)) < 0.6).astype(float)
+    m, lo, hi = bootstrap_ci(small)
+    assert lo <= m <= hi
+    m2, lo2, hi2 = bootstrap_ci(big)
+    assert lo2 <= 0.6 <= hi2 and (hi2 - lo2) < (hi - lo) / 3
+    const = np.ones((4, 30))
+    assert bootstrap_ci(const) == (1.0, 1.0, 1.0)
+
+
+def test_paired_difference_sees_a_consistent_gap_that_unpaired_noise_would_hide():
+    rng = np.random.default_rng(1)
+    # problems differ a lot in difficulty; method a solves every problem b solves, plus 5% more
+    hard = rng.random((5, 400)) < 0.5
+    b = hard.astype(float)
+    a = np.maximum(b, (rng.random((5, 400)) < 0.05).astype(float))
+    d = paired_difference(a, b)
+    assert 0 < d["low"] <= d["diff"] <= d["high"] and d["p_sign"] < 0.01
+    same = paired_difference(b, b)
+    assert same["diff"] == same["low"] == same["high"] == 0.0 and same["p_sign"] == 1.0
+    swap = paired_difference(b, a)
+    assert swap["high"] < 0 and np.isclose(swap["diff"], -d["diff"])
+    with pytest.raises(ValueError, match="same seeds and problems"):
+        paired_difference(a, b[:, :10])
+
+
+def test_summary_row_reports_per_seed_values_with_sample_std():
+    a = {"accuracy": np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])}
+    row = summary_row(a)
+    assert row["seeds"] == 3 and row["accuracy"]["per_seed"] == [0.5, 1.0, 0.0]
+    assert np.isclose(row["accuracy"]["seed_std"], np.std([0.5, 1.0, 0.0], ddof=1))
