@@ -55,3 +55,48 @@ def test_summary_row_reports_per_seed_values_with_sample_std():
     row = summary_row(a)
     assert row["seeds"] == 3 and row["accuracy"]["per_seed"] == [0.5, 1.0, 0.0]
     assert np.isclose(row["accuracy"]["seed_std"], np.std([0.5, 1.0, 0.0], ddof=1))
+
+
+def _write(job, correct, cost):
+    import json
+    from pathlib import Path
+
+    from llm_cmdp_agents.compare_plan import fingerprint
+
+    res = {k: job[k] for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
+    res.update({"per_problem": {"correct": correct, "cost": cost}, "fingerprint": fingerprint(job), "accuracy": 0.0,
+                "mean_cost": 0.0, "mean_length": 0.0, "train_seconds": 0.0})
+    Path(job["run_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(job["run_dir"]) / "eval.json").write_text(json.dumps(res))
+
+
+def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget(tmp_path):
+    from llm_cmdp_agents.compare_plan import load_config, plan_jobs, select_settings
+
+    cfg = load_config({"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
+                       "methods": [{"name": "b", "constraint": "budget", "grid": [{}, {"budget_scale": 0.5}]},
+                                   {"name": "t", "constraint": "none", "grid": [{}, {"train": {"lr": 1e-4}}]}]})
+    jobs = plan_jobs(cfg, "validation", tmp_path)
+    # budget method: 2 settings x 2 budgets; budget-free method: 2 settings, trained once each
+    assert len(jobs) == 6 and sorted({j["budget"] for j in jobs if j["method"] == "t"}) == [None]
+    with pytest.raises(RuntimeError, match="unfinished"):
+        select_settings(cfg, tmp_path)
+    outcome = {  # (method, grid, budget) -> per-problem correct, cost
+        ("b", 0, 10.0): ([1, 1, 1, 0], [5, 15, 15, 1]),   # d=10: 1 solved within budget
+        ("b", 1, 10.0): ([1, 1, 0, 0], [5, 5, 1, 1]),     # d=10: 2
+        ("b", 0, 20.0): ([1, 1, 1, 0], [5, 15, 15, 1]),   # d=20: 3
+        ("b", 1, 20.0): ([1, 1, 0, 0], [5, 5, 1, 1]),     # d=20: 2
+        ("t", 0, None): ([1, 1, 1, 1], [30, 30, 5, 5]),   # d=10: 2, d=20: 2 (tie with setting 1: the first wins)
+        ("t", 1, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # d=10: 2, d=20: 2
+    }
+    for j in jobs:
+        _write(j, *outcome[(j["method"], j["grid_index"], j["budget"])])
+    chosen = select_settings(cfg, tmp_path)
+    assert {d: c["grid_index"] for d, c in chosen["b"].items()} == {"10": 1, "20": 0}
+    assert chosen["b"]["10"]["scores"] == [0.25, 0.5]
+    assert {d: c["grid_index"] for d, c in chosen["t"].items()} == {"10": 0, "20": 0}
+    test = plan_jobs(cfg, "test", tmp_path)
+    runs = {(j["method"], j["grid_index"], j["budget"]) for j in test}
+    assert runs == {("b", 1, 10.0), ("b", 0, 20.0), ("t", 0, None)}
+    assert len(test) == 3 * 2  # x 2 seeds; "t" chose the same setting at both budgets: trained once per seed
+    assert [j["settings"]["env"]["budget"] for j in test if j["method"] == "b" and j["budget"] == 10.0] == [5.0, 5.0]

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON line")
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     ev.add_argument("--batch-size", type=int, default=64, help="decoding batch size (default: 64)")
-    ev.add_argument("--max-new-tokens", type=int, default=160, help="per-completion token cap (default: 160)")
+    ev.add_argument("--max-new-tokens", type=int, default=224,
+                    help="per-completion token cap (default: 224; the shortcut student's solutions take up to ~200)")
     _threads_option(ev)
     ev.set_defaults(func=commands.zoo_eval)
     tr = zsub.add_parser("train", help="retrain the shipped pair (arguments go to llm_cmdp_env.zoo.train; see "

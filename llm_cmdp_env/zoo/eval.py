@@ -107,9 +107,10 @@ def evaluate(
     n: int = 500,
     device: str = "cpu",
     batch_size: int = 64,
-    max_new_tokens: int = 128,
+    max_new_tokens: int = 224,
 ) -> dict[str, Any]:
-    """Measure greedy accuracy of the shipped teacher and student on ``ArithmeticTask("test")[0..n-1]``.
+    """Measure greedy accuracy of every shipped model on ``ArithmeticTask("test")[0..n-1]`` (and the share of its
+    solutions written in the shortcut style).
 
     Parameters
     ----------
@@ -123,7 +124,7 @@ def evaluate(
     Returns
     -------
     dict
-        ``n``, ``teacher_accuracy``, ``student_accuracy``, ``teacher_eos_rate``, ``student_eos_rate``
+        ``n``, ``<model>_accuracy``, ``<model>_eos_rate``, ``<model>_shortcut_style`` for every shipped model
         (fraction of completions that ended with EOS), ``seconds``, and the decoding settings.
     """
     if n < 1:
@@ -140,6 +141,7 @@ def evaluate(
         scores = accuracy(model, tokenizer, problems, batch_size, max_new_tokens)
         result[f"{name}_accuracy"] = scores["accuracy"]
         result[f"{name}_eos_rate"] = scores["eos_rate"]
+        result[f"{name}_shortcut_style"] = scores["split_style"]
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 
@@ -152,7 +154,7 @@ if __name__ == "__main__":  # pragma: no cover - convenience entry point
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=224)
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     print(json.dumps(evaluate(args.n, args.device, args.batch_size, args.max_new_tokens), indent=2))
