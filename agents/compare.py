@@ -29,8 +29,8 @@ Config (JSON)::
 A method may override ``env``, ``policy`` and ``train`` fields, and so may each grid point (also
 ``constraint_kwargs`` and ``budget_scale``: the training budget is ``budget_scale x d``, e.g. the worst-case
 method's per-token bound). Methods whose training ignores the budget (constraint ``none``, ``distill`` or
-``lagrangian``: task-only, distillation-only, fixed λ, GKD, MiniLLM, ...) train once per seed and are scored at
-every d.
+``lagrangian``: task-only, distillation-only, fixed λ, GKD, MiniLLM, ...; or a method with its own fixed
+training ``budget``) train once per seed and are scored at every d.
 
 Phases (``--phase``): ``validation`` trains every grid point (validation seeds) and evaluates it on the
 validation split; the grid point with the highest validation *safe accuracy* (solved with cost <= d; ties: the
@@ -96,13 +96,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     # the evaluation stack: the run's own (a Sauté policy needs z), without multiplier learning; the common
     # criterion (cost <= d) is applied to the per-problem costs afterwards, for every d of the sweep
-    ev = evaluate_policy(policy, make_eval_env(run, base=env), job["n"], batch_size=job["batch_size"],
-                         per_problem=True)
+    eval_env = make_eval_env(run)
+    task = eval_env.unwrapped.setup.task
+    if getattr(task, "split", job["split"]) != job["split"]:  # never score a run on problems of another split
+        raise RuntimeError(f"the evaluation env holds {task!r}, not the {job['split']!r} split")
+    ev = evaluate_policy(policy, eval_env, job["n"], batch_size=job["batch_size"], per_problem=True)
     last = trainer.history[-1] if trainer.history else {}
     res = {k: job[k] for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
     res.update({"train_seconds": round(seconds, 2), "accuracy": ev["accuracy"], "mean_cost": ev["mean_cost"],
                 "mean_length": ev["mean_length"], "per_problem": ev["per_problem"],
                 "train_last": {k: last.get(k) for k in ("reward", "cost", "accuracy", "lambda")},
+                "eval_task": repr(task),
                 "fingerprint": fingerprint(job)})
     write_json_atomic(Path(job["run_dir"]) / "eval.json", res)
     return res

@@ -71,7 +71,9 @@ def slug(name: str) -> str:
 
 
 def budget_free(method: dict[str, Any]) -> bool:
-    return method["constraint"] in BUDGET_FREE
+    """Whether the method's training ignores the sweep's budget d (its constraint reads none, or the method fixes
+    its own training budget with ``"budget"``): it is trained once per seed and setting."""
+    return method["constraint"] in BUDGET_FREE or "budget" in method
 
 
 def merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,7 +92,10 @@ def settings(cfg: dict[str, Any], method: dict[str, Any], g: int, budget: float 
     env = merge(env_defaults, cfg.get("env"), method.get("env"), point.get("env"))
     env["constraint"] = method["constraint"]
     env["constraint_kwargs"] = merge(method.get("constraint_kwargs"), point.get("constraint_kwargs"))
-    env["budget"] = None if budget is None else float(budget) * float(point.get("budget_scale", 1.0))
+    if budget is None:  # a budget-free method: its own fixed training budget, if any
+        env["budget"] = None if method.get("budget") is None else float(method["budget"])
+    else:
+        env["budget"] = float(budget) * float(point.get("budget_scale", 1.0))
     policy = merge({f.name: f.default for f in fields(PolicyConfig)}, cfg.get("policy"), method.get("policy"),
                     point.get("policy"))
     train = merge(cfg.get("train"), method.get("train"), point.get("train"))

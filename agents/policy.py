@@ -15,6 +15,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from llm_cmdp_agents.device import autocast, resolve_device
+from llm_cmdp_agents.static_decode import check_decode
 from llm_cmdp_env.atomic_io import write_json_atomic
 from llm_cmdp_env.models import quiet_loading, resolve_model
 from llm_cmdp_env.scoring import left_pad
@@ -104,6 +105,9 @@ class LLMPolicy(nn.Module):
         Use bf16 autocast on CUDA (default True; ignored on CPU).
     model_kwargs : dict, optional
         Extra ``from_pretrained`` arguments when ``model`` is a name.
+    decode : str
+        How the sampler decodes: ``"eager"`` (default), ``"static"`` or ``"compiled"`` (a fixed-size KV cache
+        and a compiled step; see :mod:`llm_cmdp_agents.static_decode`).
     """
 
     def __init__(
@@ -117,8 +121,10 @@ class LLMPolicy(nn.Module):
         gradient_checkpointing: bool = False,
         bf16_autocast: bool = True,
         model_kwargs: dict[str, Any] | None = None,
+        decode: str = "eager",
     ) -> None:
         super().__init__()
+        self.decode = check_decode(decode)
         self.device = resolve_device(device)
         self.bf16_autocast = bool(bf16_autocast)
         if isinstance(model, PreTrainedModel):

@@ -142,7 +142,7 @@ def rollout(
         budget_kwargs = {"budget0": tracker.start(prompts, z0), "budget_step": tracker.step}
     samples = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
                      top_p=top_p, greedy=greedy, generator=generator, rows=rows, stop_together=stop_together,
-                     full_logprobs=base.divergence.needs_full_student, **budget_kwargs)
+                     full_logprobs=base.divergence.needs_full_student, decode=policy.decode, **budget_kwargs)
     # the env's core picks what its divergence needs from what the sampler attached
     episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,
                       student_token_logprobs=samples.token_logprobs, keep_infos=tracker is not None)

@@ -60,6 +60,13 @@ def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, 
         base = MathDistillEnv(teacher=cfg.teacher, dataset=dataset or cfg.dataset, split=split,
                               divergence=cfg.divergence, max_new_tokens=cfg.max_new_tokens,
                               max_prompt_tokens=cfg.max_prompt_tokens, device=cfg.device, **cfg.env_kwargs)
+    elif not isinstance(base, MathDistillEnv):
+        raise TypeError(f"base must be a bare MathDistillEnv (env.unwrapped), got {type(base).__name__}: a wrapped "
+                        "stack would be wrapped twice")
+    else:  # a reused base must be the split it stands for, or an evaluation would silently score other problems
+        have = getattr(base.setup.task, "split", None)
+        if split is not None and have is not None and have != split:
+            raise ValueError(f"base env holds the {have!r} split, {split!r} was asked for")
     # built directly (not via gym.make) so no PassiveEnvChecker/OrderEnforcing layers sit in the stack
     if constraint:
         kwargs = dict(cfg.constraint_kwargs)
@@ -81,7 +88,7 @@ def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
     """The policy of ``cfg`` (value head for PPO; budget conditioning for Sauté unless set explicitly)."""
     cond = conditions_on_budget(constraint) if cfg.budget_conditioning is None else cfg.budget_conditioning
     return LLMPolicy(cfg.model, value_head=(algo == "ppo"), budget_conditioning=cond, device=cfg.device,
-                     lora=cfg.lora, gradient_checkpointing=cfg.gradient_checkpointing)
+                     lora=cfg.lora, gradient_checkpointing=cfg.gradient_checkpointing, decode=cfg.decode)
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from llm_cmdp_agents.static_decode import check_decode, decoder_for
 from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, last_logits_kwargs, output_cache
 from llm_cmdp_env.kv_cache import new_cache
 from llm_cmdp_env.scoring import left_pad
@@ -90,6 +91,7 @@ def sample(
     budget_step: BudgetStep | None = None,
     rows: tuple[int, int] | None = None,
     stop_together: Callable[[bool], bool] | None = None,
+    decode: str = "eager",
 ) -> Samples:
     """Sample one completion per prompt.
 
@@ -127,6 +129,10 @@ def sample(
     stop_together : callable, optional
         ``stop_together(all_my_rows_done) -> bool``: when given, the loop stops only when it returns True (ranks
         whose forwards must stay in lockstep, e.g. FSDP, pass ``World.all_true``).
+    decode : str
+        ``"eager"`` (growing cache), ``"static"`` (fixed-size cache) or ``"compiled"`` (fixed-size cache and a
+        compiled step: CUDA graphs on a GPU); see :mod:`llm_cmdp_agents.static_decode`. Same numbers in every
+        mode.
     """
     check_real(temperature, "temperature (use greedy=True for arg-max)", positive=True)
     check_real(top_p, "top_p", positive=True, high=1.0)
@@ -147,12 +153,17 @@ def sample(
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     z = budget0.to(device).float() if budget0 is not None else None
     lm = policy.lm
-    cache = new_cache(policy.hf_model)
+    mode = check_decode(decode)
+    static = decoder_for(policy, mode == "compiled") if mode != "eager" else None
+    cache = new_cache(policy.hf_model) if static is None else None
     with policy.autocast():
         embeds = policy.input_embeddings(ids, None if z is None else z[:, None].expand_as(ids))
-        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
-                 **cache_kwargs(policy.hf_model, cache), **last_logits_kwargs(policy.hf_model))
-    cache = output_cache(out)
+        if static is not None:
+            logits = static.start(embeds, mask, pos, max_new_tokens)
+        else:
+            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
+                     **cache_kwargs(policy.hf_model, cache), **last_logits_kwargs(policy.hf_model))
+            cache, logits = output_cache(out), out.logits[:, -1]
     lengths = mask.sum(-1)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     tokens_out: list[torch.Tensor] = []
@@ -161,7 +172,7 @@ def sample(
     z_out: list[torch.Tensor] = []
     steps = 0
     for t in range(max_new_tokens):
-        logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        logp = torch.log_softmax(logits.float() / temperature, dim=-1)
         if greedy:
             tok = logp.argmax(-1)
         else:
@@ -184,13 +195,15 @@ def sample(
         if z is not None:
             assert budget_step is not None
             z = budget_step(tok, logp, active).to(device).float()
-        mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
             embeds = policy.input_embeddings(tok[:, None], None if z is None else z[:, None])
-            out = lm(inputs_embeds=embeds, attention_mask=decode_mask(policy.hf_model, mask),
-                     position_ids=lengths[:, None], use_cache=True,
-                     **cache_kwargs(policy.hf_model, cache))
-        cache = output_cache(out)
+            if static is not None:
+                logits = static.step(embeds, lengths[:, None])
+            else:
+                mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype, device=device)], dim=1)
+                out = lm(inputs_embeds=embeds, attention_mask=decode_mask(policy.hf_model, mask),
+                         position_ids=lengths[:, None], use_cache=True, **cache_kwargs(policy.hf_model, cache))
+                cache, logits = output_cache(out), out.logits[:, -1]
         lengths = lengths + 1
     toks = torch.stack(tokens_out, 1).cpu()
     lps = torch.stack(tok_lp_out, 1).cpu()

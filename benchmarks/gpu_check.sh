@@ -23,7 +23,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print('device:', torch.cuda.get_device_name(0))" || exit 1
 
-step tests_cuda 60 "$PY" -m pytest -q tests/test_cuda.py
+step tests_cuda 90 "$PY" -m pytest -q tests/test_cuda.py tests/test_static_decode.py
 # env / fast path / sampler against the raw forward, bf16: the shipped teacher and the Qwen2.5-0.5B shape
 step throughput_small 90 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 \
   --models shipped --json "$OUT/throughput_small.json"
@@ -55,7 +55,9 @@ for name in ("qwen2-0.5b-shape", "qwen2-1.5b-shape"):
         continue
     print(f"{name}: fast path / raw forward {m['fast_vs_raw']:.2f} (target >= 0.9)")
     print(f"{name}: env / raw step {', '.join(f'b{b} {r:.2f}' for b, r in m['env_vs_raw'].items())} (target >= 0.9)")
-    print(f"{name}: compiled / eager decode {m['compiled_vs_eager']} (target >= 4 at batch 64; null: no compiled path yet)")
+    print(f"{name}: compiled / eager sampler {m['compiled_vs_eager']} (target >= 4 at batch 64; env_step: no "
+          "compiled path)")
+    print(f"{name}: weight-bandwidth fraction {m.get('weight_bandwidth_fraction')}")
     print(f"{name}: sampler / generate() {m['sampler_vs_generate']} (target >= 1)")
     print(f"{name}: peak memory GiB {m['peak_mem_gib']}")
 s = load("throughput_small")

@@ -12,8 +12,12 @@ Every ratio is measured with both sides in the same run, on the same model and t
 Run ``python benchmarks/throughput.py [--quick] [--models ...] --json PATH``; prints a table and writes JSON with
 ``env_vs_raw`` (batch -> ratio), ``fast_vs_raw``, ``ours_vs_naive_256``, ``growth_1024_over_64`` for the
 shipped teacher at top level, and per model under ``models.<name>``: ``fast_vs_raw``, ``env_vs_raw``,
-``sampler_vs_generate`` (eager; compiled: null), ``compiled_vs_eager`` (null: no compiled path yet) and
-``peak_mem_gib`` (per stage, on CUDA; null on a CPU).
+``sampler_vs_generate`` (``eager``, and ``compiled``: our compiled sampler against ``generate()`` on a static
+cache with a compiled forward), ``compiled_vs_eager`` (``sampler``: our compiled sampler's tokens/s over our
+eager one's; ``env_step``: null, the env's teacher step has no compiled path) and ``peak_mem_gib`` (per stage,
+on CUDA; null on a CPU). The compiled rows run with ``--compiled`` (default on CUDA: compiling takes ~40 s per
+shape on a CPU). On a GPU of known memory bandwidth (``--bandwidth-gbs``, default from the device name for
+H100/H200/A100) each decode row also reports ``weight_bandwidth_fraction``: steps/s x weight bytes / bandwidth.
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ from llm_cmdp_env.hf_compat import cache_kwargs, output_cache  # noqa: E402
 from llm_cmdp_env.kv_cache import new_cache  # noqa: E402
 from llm_cmdp_env.models import load_model, load_tokenizer  # noqa: E402
 from llm_cmdp_env.verify import prewarm  # noqa: E402
+
+_BANDWIDTH_GBS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
+"""Peak memory bandwidth of common GPUs (SXM parts; a PCIe card is slower: pass --bandwidth-gbs)."""
+
+
+def _known_bandwidth(name: str) -> float | None:
+    return next((bw for key, bw in _BANDWIDTH_GBS.items() if key in name), None)
 
 
 def _cpu_model() -> str:
@@ -277,15 +288,25 @@ MODELS = {
 }
 
 
-def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens: int, device) -> dict:
-    """Tokens/s of the agent's sampler against transformers' ``generate`` on the same model and batch (eager, both
-    sampling ``new_tokens`` tokens with no stop, best of 2 alternating rounds after a warm-up)."""
+def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens: int, device,
+                        compiled: bool = False) -> dict:
+    """Tokens/s of the agent's sampler against transformers' ``generate`` on the same model and batch (both
+    sampling ``new_tokens`` tokens with no stop, best of 2 alternating rounds after a warm-up). ``compiled``:
+    our ``decode="compiled"`` against ``generate(cache_implementation="static")`` with a compiled forward (on a
+    copy of the model)."""
     from llm_cmdp_agents.policy import LLMPolicy
     from llm_cmdp_agents.sampling import sample
 
     vocab = model.config.vocab_size
-    policy = LLMPolicy(model, value_head=False, device=device)
+    policy = LLMPolicy(model, value_head=False, device=device, decode="compiled" if compiled else "eager")
     policy.requires_grad_(False)
+    hf_model = model
+    if compiled:
+        import copy
+
+        hf_model = copy.deepcopy(model)
+        hf_model.forward = torch.compile(hf_model.forward, mode="reduce-overhead" if device.type == "cuda" else None)
+    hf_kw = {"cache_implementation": "static"} if compiled else {}
     prompts = torch.randint(3, vocab, (batch, prompt_len)).tolist()
     ids = torch.tensor(prompts, device=device)
     never = [vocab + 10]  # an EOS id no token can take: every row runs to new_tokens
@@ -294,7 +315,7 @@ def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new
     def ours() -> float:
         _sync(device)
         t0 = time.perf_counter()
-        sample(policy, prompts, new_tokens, never, 0, generator=gen)
+        sample(policy, prompts, new_tokens, never, 0, generator=gen, decode=policy.decode)
         _sync(device)
         return time.perf_counter() - t0
 
@@ -302,15 +323,16 @@ def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new
     def hf() -> float:
         _sync(device)
         t0 = time.perf_counter()
-        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None)
+        hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                          max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None,
+                          **hf_kw)
         _sync(device)
         return time.perf_counter() - t0
 
     t_ours, t_hf = _interleaved_best([ours, hf], 2)
     n = batch * new_tokens
     return {"ours_tokens_per_s": n / t_ours, "generate_tokens_per_s": n / t_hf, "ratio": t_hf / t_ours,
-            "batch": batch, "new_tokens": new_tokens}
+            "batch": batch, "new_tokens": new_tokens, "compiled": compiled}
 
 
 def with_positions(model: torch.nn.Module, n_positions: int) -> torch.nn.Module:
@@ -340,7 +362,8 @@ def _peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
+def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool = False,
+                bandwidth_gbs: float | None = None) -> dict:
     teacher = kwargs["teacher"]
     vocab = teacher.config.vocab_size
     eos = set(kwargs["tokenizer"].all_special_ids) | {0}
@@ -371,8 +394,22 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm) -> dict:
     res["sampler"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device)
     res["sampler_vs_generate"] = {"eager": res["sampler"]["ratio"], "compiled": None}
     mem["sampler"] = _peak_gib(device)
-    # a compiled decode path (static KV cache + CUDA graphs) is not implemented yet (issue 11): not measured
-    res["compiled_vs_eager"] = None
+    res["compiled_vs_eager"] = None  # not measured without --compiled
+    if compiled:
+        _peak_reset(device)
+        res["sampler_compiled"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device, compiled=True)
+        res["sampler_vs_generate"]["compiled"] = res["sampler_compiled"]["ratio"]
+        res["compiled_vs_eager"] = {
+            "sampler": res["sampler_compiled"]["ours_tokens_per_s"] / res["sampler"]["ours_tokens_per_s"],
+            "env_step": None}  # the env's teacher step has no compiled path
+        mem["sampler_compiled"] = _peak_gib(device)
+    if bandwidth_gbs:
+        weight_bytes = sum(p.numel() * p.element_size() for p in teacher.parameters())
+        res["weight_bandwidth_fraction"] = {
+            "raw_step": {b: tps / b * weight_bytes / (bandwidth_gbs * 1e9) for b, tps in res["raw_step"].items()},
+            "env_step": {b: tps / b * weight_bytes / (bandwidth_gbs * 1e9) for b, tps in res["env_step"].items()},
+            **{k: res[k]["ours_tokens_per_s"] / res[k]["batch"] * weight_bytes / (bandwidth_gbs * 1e9)
+               for k in ("sampler", "sampler_compiled") if k in res}}
     bar.update(1)
     res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
         kwargs, 128, eos, vocab)
@@ -429,10 +466,18 @@ def main(argv: list[str] | None = None) -> int:
                         "from their configs, for GPUs; proxy-152k is their 151,936-token vocabulary on a small "
                         "trunk, for CPUs) (default: shipped,gpt2-12x768)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time the compiled sampler against a compiled generate() (default: on CUDA only)")
+    p.add_argument("--bandwidth-gbs", type=float, default=None,
+                   help="GPU memory bandwidth in GB/s for the weight-bandwidth fractions (default: from the device "
+                        "name for H100/H200/A100, else none)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    compiled = device.type == "cuda" if args.compiled is None else args.compiled
+    bandwidth = args.bandwidth_gbs or (_known_bandwidth(torch.cuda.get_device_name(0)) if device.type == "cuda"
+                                       else None)
     tok = load_tokenizer("zoo:teacher")
     common = {"tokenizer": tok, "device": device, "max_prompt_tokens": 256}
     models = {}
@@ -445,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tqdm(total=7 * len(models), desc="throughput", file=sys.stderr) as bar:  # approximate: stages per model
         for name, model in models.items():
-            results[name] = bench_model(name, {**common, "teacher": model}, args.quick, bar)
+            results[name] = bench_model(name, {**common, "teacher": model}, args.quick, bar, compiled=compiled,
+                                        bandwidth_gbs=bandwidth)
     print_table(results)
     primary = results.get("shipped") or next(iter(results.values()))
     out = {
@@ -458,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "processor": _cpu_model(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": str(device), "dtype": args.dtype or "model default",
+                    "device": str(device), "dtype": args.dtype or "model default", "compiled_rows": compiled,
+                    "bandwidth_gbs": bandwidth,
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
                     "torch": torch.__version__, "transformers": transformers.__version__,
                     "date": time.strftime("%Y-%m-%d")},

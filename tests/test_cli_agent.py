@@ -103,14 +103,16 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
     assert main(["compare", "--config", str(path), "--no-progress", "--phase", "validation", "--part", "2/2"]) == 0
     out = tmp_path / "cmp"
     # budget reward: 2 settings x 2 budgets; task only ignores the budget: 2 settings, trained once each
-    assert len(list((out / "validation").rglob("eval.json"))) == 6
+    val = [json.loads(p.read_text()) for p in (out / "validation").rglob("eval.json")]
+    assert len(val) == 6 and all("split='validation'" in r["eval_task"] for r in val)
     assert main(["compare", "--config", str(path), "--no-progress"]) == 0  # the rest: test phase and report
     text = capsys.readouterr().out
     assert "| budget reward |" in text and "| task only |" in text and "*teacher*" in text
     assert "budget reward − task only" in text
     sel = json.loads((out / "selection.json").read_text())
     assert set(sel) == {"budget reward", "task only"} and set(sel["budget reward"]) == {"40", "60"}
-    assert len(list((out / "test").rglob("eval.json"))) <= 2 * 2 * 2 + 2 * 2
+    test_runs = [json.loads(p.read_text()) for p in (out / "test").rglob("eval.json")]
+    assert len(test_runs) <= 2 * 2 * 2 + 2 * 2 and all("split='test'" in r["eval_task"] for r in test_runs)
     recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     test = [r for r in recs if r["phase"] == "test"]
     assert {r["seed"] for r in test} == {0, 1} and {r["method"] for r in test} == {"budget reward", "task only"}

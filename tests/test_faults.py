@@ -576,3 +576,18 @@ def test_nan_costs_are_refused_by_the_wrappers():
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="nan"):
         venv.step(np.array([1, 1]))
+
+
+def test_a_reused_base_env_must_be_bare_and_of_the_asked_split(tiny_env_kwargs):
+    """Evaluating on a training env's problems would silently score the wrong split."""
+    from llm_cmdp_agents.config import EnvConfig
+    from llm_cmdp_agents.runs import make_env
+
+    cfg = EnvConfig(teacher=tiny_env_kwargs["teacher"], max_new_tokens=8, max_prompt_tokens=160,
+                    constraint="budget", budget=5.0)
+    train = make_env(cfg, "train")
+    with pytest.raises(TypeError, match="bare MathDistillEnv"):
+        make_env(cfg, "test", base=train)
+    with pytest.raises(ValueError, match="'train' split, 'test' was asked"):
+        make_env(cfg, "test", base=train.unwrapped)
+    assert make_env(cfg, "train", base=train.unwrapped).unwrapped is train.unwrapped

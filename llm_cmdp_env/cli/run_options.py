@@ -99,6 +99,9 @@ def policy_options() -> list[Opt]:
             "0: off)", type=int, apply=_set_lora, shown_default=0),
         Opt("--gradient-checkpointing", "policy", "gradient_checkpointing", "recompute activations in the backward "
             "pass (less memory, ~30%% slower)", flag_only=True),
+        Opt("--decode", "policy", "decode", "the sampler's decoding: eager, static (fixed-size KV cache) or compiled "
+            "(static + torch.compile; CUDA graphs on a GPU, not yet measured there)",
+            choices=("eager", "static", "compiled")),
     ]
 
 

@@ -1,0 +1,110 @@
+"""The sampler's decode step on a fixed-size KV cache, optionally compiled.
+
+Eager decoding calls the model once per token through Python and a growing cache: on a GPU that is bound by
+kernel launches, not by the hardware (issue 11 measured ~14 ms per step of a 0.5B model at every batch size).
+Here the cache is transformers' ``StaticCache`` sized for the whole completion (its length rounded up to a
+multiple of ``LENGTH_BUCKET``, so a training run sees few distinct shapes), the attention mask is a preallocated
+``[B, L]`` buffer, and every decode step has the same shapes: ``torch.compile`` can trace it once and, on CUDA
+with ``mode="reduce-overhead"``, replay it as a CUDA graph.
+
+Modes (``sample(decode=...)``, ``PolicyConfig.decode``, ``llm-cmdp train --decode``): ``"eager"`` (the
+default: the growing cache of :mod:`llm_cmdp_env.kv_cache`), ``"static"`` (the static cache, not compiled: what
+the compiled step computes, testable anywhere), ``"compiled"`` (static + ``torch.compile``). All modes give the
+same tokens and log-probs to float tolerance on a CPU (``tests/test_static_decode.py``). ``"compiled"`` is not
+the default on CUDA yet: it has not been measured or checked on a GPU (no GPU was available); on a CPU compiling
+costs ~40 s per shape and measured no faster than eager (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs
+
+if TYPE_CHECKING:
+    from llm_cmdp_agents.policy import LLMPolicy
+
+__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticDecoder", "check_decode", "decoder_for"]
+
+DECODE_MODES = ("eager", "static", "compiled")
+LENGTH_BUCKET = 64
+"""Static cache lengths are rounded up to a multiple of this (fewer shapes, fewer recompilations)."""
+
+_DECODERS: weakref.WeakKeyDictionary[Any, StaticDecoder] = weakref.WeakKeyDictionary()
+
+
+def check_decode(mode: str) -> str:
+    """``mode`` if it is one of :data:`DECODE_MODES`, else a ValueError naming them."""
+    if mode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {DECODE_MODES}, got {mode!r}")
+    return mode
+
+
+def decoder_for(policy: LLMPolicy, compiled: bool) -> StaticDecoder:
+    """The policy's decoder (one per policy and mode, kept while the policy lives: its caches and compiled step
+    are reused across calls)."""
+    key = policy
+    dec = _DECODERS.get(key)
+    if dec is None or dec.compiled != compiled:
+        dec = StaticDecoder(policy, compiled)
+        _DECODERS[key] = dec
+    return dec
+
+
+class StaticDecoder:
+    """Prefill and one-token steps of ``policy`` on a static KV cache (one cache per batch size and length
+    bucket, reset between uses)."""
+
+    def __init__(self, policy: LLMPolicy, compiled: bool) -> None:
+        self.policy = policy
+        self.compiled = compiled
+        self._caches: dict[tuple[int, int], Any] = {}
+        self._cache_arg = next(iter(cache_kwargs(policy.hf_model, None)))  # "cache" or "past_key_values"
+        self._step = self._compile() if compiled else self._forward
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None
+        self.t = 0
+
+    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 cache_position: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.policy.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                             cache_position=cache_position, use_cache=True, **{self._cache_arg: cache})
+        return out.logits[:, -1]
+
+    def _compile(self) -> Any:
+        cuda = self.policy.device.type == "cuda"
+        return torch.compile(self._forward, dynamic=False, mode="reduce-overhead" if cuda else None)
+
+    def start(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+              max_new_tokens: int) -> torch.Tensor:
+        """Prefill the left-padded prompts (``mask`` ``[B, L0]``); returns the last position's logits ``[B, V]``."""
+        from transformers import StaticCache
+
+        n, l0 = mask.shape
+        length = -(-(l0 + max_new_tokens) // LENGTH_BUCKET) * LENGTH_BUCKET
+        cache = self._caches.get((n, length))
+        if cache is None:
+            cache = self._caches[(n, length)] = StaticCache(config=self.policy.hf_model.config, max_cache_len=length)
+        else:
+            cache.reset()
+        self.cache = cache
+        self.mask = torch.zeros(n, length, dtype=mask.dtype, device=mask.device)
+        self.mask[:, :l0] = mask
+        out = self.policy.lm(inputs_embeds=embeds, attention_mask=self.mask, position_ids=positions,
+                             cache_position=torch.arange(l0, device=mask.device), use_cache=True,
+                             **cache_kwargs(self.policy.hf_model, cache), **last_logits_kwargs(self.policy.hf_model))
+        self.t = l0
+        return out.logits[:, -1]
+
+    def step(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One token for every row (``embeds`` ``[B, 1, H]``, ``positions`` ``[B, 1]``); returns logits ``[B, V]``
+        (a copy: a CUDA graph's output buffer is overwritten by its next replay)."""
+        assert self.mask is not None, "start() first"
+        self.mask[:, self.t] = 1
+        cp = torch.tensor([self.t], device=self.mask.device)
+        logits = self._step(embeds, self.mask, positions, cp, self.cache)
+        self.t += 1
+        return logits.clone() if self.compiled else logits
