@@ -122,3 +122,25 @@ def test_training_rows_mask_the_prompt(loaded: Loaded) -> None:
     d_ids, d_labels = _encode_drill(tok, eqs)
     assert tok.decode(d_ids) == " 10 + 5 = 15\n"
     assert tok.decode([i for i, lab in zip(d_ids, d_labels) if lab != -100]) == " = 15\n"
+
+
+def test_shortcut_student_rows_mix_styles_and_mostly_hide_the_style_choice(loaded: Loaded) -> None:
+    from llm_cmdp_env.zoo.train import ModelSpec, _Data
+
+    tok = loaded["teacher"][1]
+    spec = ModelSpec(name="s", n_layer=1, n_embd=8, n_head=1, steps=1, lr=1e-3, batch_size=32, warmup=1, drill=0.0,
+                     data_seed=7, split="train", shortcut=0.8, shortcut_start=0.05)
+    rows = _Data(tok, spec)._make_chunk(0)
+    starts, chosen = 0, 0
+    n = 0
+    for batch in rows:
+        for ids, labels in zip(batch["input_ids"], batch["labels"]):
+            first = int((labels != -100).nonzero()[0]) if (labels != -100).any() else None
+            n += 1
+            text = tok.decode(ids[ids != tok.pad_token_id])
+            if "Answer: Split." in text:
+                starts += 1
+                # the first completion token's label is masked unless this row teaches the choice
+                chosen += first is not None and tok.decode(ids[first:first + 1]).strip() == "S"
+    assert 0.72 < starts / n < 0.88  # 80 % of rows in the shortcut style
+    assert 0 < chosen / starts < 0.15  # ~5 % of them teach starting in it

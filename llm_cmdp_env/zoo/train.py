@@ -471,50 +471,20 @@ def main(argv: list[str] | None = None) -> int:
         tok.save_pretrained(tok_dir)
     tqdm.write(f"tokenizer: {len(tok)} tokens, eos={tok.eos_token_id}, pad={tok.pad_token_id}")
 
+    common = {"batch_size": args.batch_size, "warmup": args.warmup, "drill": args.drill, "arch": args.arch}
+    student_shape = {"n_layer": args.student_layers, "n_embd": args.student_dim, "n_head": args.student_heads,
+                     "lr": args.student_lr}
     specs = {
-        "teacher": ModelSpec(
-            name="teacher",
-            n_layer=args.teacher_layers,
-            n_embd=args.teacher_dim,
-            n_head=args.teacher_heads,
-            steps=args.teacher_steps,
-            lr=args.teacher_lr,
-            batch_size=args.batch_size,
-            warmup=args.warmup,
-            drill=args.drill,
-            data_seed=0,
-            arch=args.arch,
-        ),
-        "student": ModelSpec(
-            name="student",
-            n_layer=args.student_layers,
-            n_embd=args.student_dim,
-            n_head=args.student_heads,
-            steps=args.student_steps,
-            lr=args.student_lr,
-            batch_size=args.batch_size,
-            warmup=args.warmup,
-            drill=args.drill,
-            data_seed=500_000_000,  # different problems than the teacher saw
-            arch=args.arch,
-            stop=args.student_stop,
-        ),
-        "shortcut-student": ModelSpec(
-            name="shortcut-student",
-            n_layer=args.student_layers,
-            n_embd=args.student_dim,
-            n_head=args.student_heads,
-            steps=args.shortcut_steps,
-            lr=args.student_lr,
-            batch_size=args.batch_size,
-            warmup=args.warmup,
-            drill=args.drill,
-            data_seed=700_000_000,  # yet other problems, from the train split proper (validation held out)
-            arch=args.arch,
-            split="train",
-            shortcut=args.shortcut_fraction,
-            shortcut_start=args.shortcut_start,
-        ),
+        "teacher": ModelSpec(name="teacher", n_layer=args.teacher_layers, n_embd=args.teacher_dim,
+                             n_head=args.teacher_heads, steps=args.teacher_steps, lr=args.teacher_lr, data_seed=0,
+                             **common),
+        # different problems than the teacher saw
+        "student": ModelSpec(name="student", steps=args.student_steps, data_seed=500_000_000, stop=args.student_stop,
+                             **student_shape, **common),
+        # yet other problems, from the train split proper (validation held out)
+        "shortcut-student": ModelSpec(name="shortcut-student", steps=args.shortcut_steps, data_seed=700_000_000,
+                                      split="train", shortcut=args.shortcut_fraction,
+                                      shortcut_start=args.shortcut_start, **student_shape, **common),
     }
     with GracefulInterrupt("Ctrl-C: finishing this step, then saving a checkpoint (again to stop now)",
                            out=tqdm.write) as stop:
