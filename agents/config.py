@@ -211,7 +211,8 @@ class RunConfig:
         ckw = self.env.constraint_kwargs
         if self.env.constraint == "learned-lagrangian" and "update_every" not in ckw:
             # one multiplier update per training batch, after its last episode: every episode of a batch sees one λ
-            ckw["update_every"] = self.train.episodes_per_update
+            # (a new dict: the caller's settings stay as given, e.g. those a comparison run is fingerprinted by)
+            self.env.constraint_kwargs = {**ckw, "update_every": self.train.episodes_per_update}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable)."""

@@ -100,3 +100,20 @@ def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget
     assert runs == {("b", 1, 10.0), ("b", 0, 20.0), ("t", 0, None)}
     assert len(test) == 3 * 2  # x 2 seeds; "t" chose the same setting at both budgets: trained once per seed
     assert [j["settings"]["env"]["budget"] for j in test if j["method"] == "b" and j["budget"] == 10.0] == [5.0, 5.0]
+
+
+def test_building_a_run_leaves_the_job_settings_and_so_its_fingerprint_alone(tmp_path):
+    """A learned multiplier's ``update_every`` is filled in by RunConfig: on a copy, or a finished run's fingerprint
+    (taken after training) would never match its plan again and the sweep would stop at it."""
+    from llm_cmdp_agents.compare_plan import fingerprint, load_config, plan_jobs
+    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, RunConfig, TrainConfig
+
+    cfg = load_config({"seeds": [0], "budgets": [10], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
+                       "train": {"algo": "grpo", "prompts_per_update": 3, "group_size": 2},
+                       "methods": [{"name": "l", "constraint": "learned-lagrangian", "grid": [{}]}]})
+    job = plan_jobs(cfg, "validation", tmp_path)[0]
+    before = fingerprint(job)
+    st = job["settings"]
+    run = RunConfig(EnvConfig(**st["env"]), PolicyConfig(**st["policy"]), TrainConfig.from_dict(st["train"]))
+    assert run.env.constraint_kwargs["update_every"] == 6
+    assert "update_every" not in st["env"]["constraint_kwargs"] and fingerprint(job) == before
