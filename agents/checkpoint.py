@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from llm_cmdp_agents.config import TrainConfig
+from llm_cmdp_agents.data_parallel import load_training_state, training_state
 from llm_cmdp_agents.env_tools import env_state, load_env_state
 from llm_cmdp_env.atomic_io import write_bytes_atomic
 
@@ -43,16 +45,23 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
-    """Write the trainer's full state to ``path`` atomically, with its checksum beside it."""
+def save_checkpoint(trainer: Trainer, path: str | Path, copies: tuple[Path, ...] = ()) -> Path:
+    """Write the trainer's full state to ``path`` (and to each of ``copies`` first) atomically, each with its
+    checksum beside it. In a data-parallel run every rank may call it; rank 0 writes (an FSDP student's state is
+    gathered from every rank first, so there every rank must call it)."""
     path = Path(path)
+    if trainer.config.parallel != "fsdp" and not trainer.world.is_main:
+        return path
+    model, optim = training_state(trainer.policy, trainer.optimizer, trainer.config.parallel)
+    if not trainer.world.is_main:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {
         "format": FORMAT,
         "update": trainer.update_idx,
         "config": trainer.config.to_dict(),
-        "policy": trainer.policy.trainable_state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
+        "policy": model,
+        "optimizer": optim,
         "env": env_state(trainer.env),
         "sampling_generator": trainer.generator.get_state(),
         "shuffle_rng": trainer.rng.bit_generator.state,
@@ -64,10 +73,12 @@ def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
-    # the checkpoint first, then its checksum: a kill in between leaves a checkpoint whose checksum does not
-    # match (it is then skipped for the previous intact one), never a checksum vouching for a partial file
-    write_bytes_atomic(path, data)
-    write_bytes_atomic(_sidecar(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    digest = hashlib.sha256(data).hexdigest()
+    for target in (*copies, path):
+        # the checkpoint first, then its checksum: a kill in between leaves a checkpoint whose checksum does not
+        # match (it is then skipped for the previous intact one), never a checksum vouching for a partial file
+        write_bytes_atomic(target, data)
+        write_bytes_atomic(_sidecar(target), f"{digest}  {target.name}\n".encode())
     return path
 
 
@@ -101,14 +112,14 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
     """Restore what :func:`save_checkpoint` wrote into a trainer built with the same config, env and policy
     (verified first: a damaged file raises :class:`CheckpointError`)."""
     state = _read(Path(path))
-    saved = {k: v for k, v in state["config"].items() if k not in _MAY_CHANGE}
+    # through TrainConfig: a field added since the checkpoint was written takes its default
+    saved = {k: v for k, v in TrainConfig.from_dict(state["config"]).to_dict().items() if k not in _MAY_CHANGE}
     now = {k: v for k, v in trainer.config.to_dict().items() if k not in _MAY_CHANGE}
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if diff:
         raise CheckpointError(f"checkpoint {path} was written with other settings: "
                               + ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff))
-    trainer.policy.load_trainable_state_dict({k: v.to(trainer.policy.device) for k, v in state["policy"].items()})
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    load_training_state(trainer.policy, trainer.optimizer, state["policy"], state["optimizer"], trainer.config.parallel)
     load_env_state(trainer.env, state["env"])
     trainer.generator.set_state(state["sampling_generator"])
     trainer.rng.bit_generator.state = state["shuffle_rng"]

@@ -73,6 +73,10 @@ class TrainConfig:
         else on the problems' reference solutions.
     distill_coef : float
         Weight of the generalised JSD (``gkd_beta``) added to PPO's or GRPO's loss (GRPO + GKD); 0 = none.
+    parallel : str
+        How a data-parallel run (``torchrun``) spreads the student: ``"ddp"`` (a full copy per rank) or ``"fsdp"``
+        (weights, gradients and optimiser state sharded over the ranks, for students that do not fit one
+        device; see :mod:`llm_cmdp_agents.data_parallel`). No effect in a single process.
     """
 
     algo: str = "ppo"
@@ -97,6 +101,7 @@ class TrainConfig:
     gkd_beta: float = 0.5
     gkd_lambda: float = 0.5
     distill_coef: float = 0.0
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -123,6 +128,8 @@ class TrainConfig:
         for name in ("gkd_beta", "gkd_lambda"):
             setattr(self, name, check_real(getattr(self, name), name, low=0.0, high=1.0))
         self.distill_coef = check_real(self.distill_coef, "distill_coef", nonnegative=True)
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.distill_coef and self.algo not in RL_ALGOS:
             raise ValueError(f"distill_coef adds the JSD to PPO's or GRPO's loss; {self.algo!r} has its own "
                              "distillation loss")

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from llm_cmdp_agents.data_parallel import lockstep
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.rollout import rollout
@@ -79,13 +80,20 @@ def evaluate_policy(
     was_training = policy.training
     policy.eval()
     try:
-        for b, start in enumerate(starts):
+        # batch b goes to rank b % size; a sharded (FSDP) policy's ranks run every round in lockstep, so a rank
+        # without a batch in the last round samples a dummy one (the first batch again) and drops it
+        rounds = -(-len(starts) // world.size) * world.size if lockstep(policy) else len(starts)
+        for b in range(rounds):
             if b % world.size != world.rank:
                 continue
+            dummy = b >= len(starts)
+            start = starts[0] if dummy else starts[b]
             problems = [task[i] for i in range(start, min(start + batch_size, start_index + n))]
             if not greedy:  # the generator draws per batch, so a batch samples the same on any rank
                 gen.manual_seed(seed * 1_000_003 + b)
             batch = rollout(policy, env, problems, temperature=temperature, greedy=greedy, generator=gen)
+            if dummy:
+                continue
             flags = batch.satisfied()
             if flags is None:
                 flags = [None] * len(problems) if budget is None else (batch.episode_costs <= budget)

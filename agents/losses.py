@@ -166,7 +166,7 @@ def optimise(
                 float(pl.detach()) * weight, float(ent.detach()) * weight, float(vl.detach()) * weight,
                 float(dl.detach()) * weight, st["approx_kl"] * tokens, st["clip_frac"] * tokens, tokens])
             step = {"policy_loss": pl_sum, "entropy": ent_sum, "approx_kl": kl / max(tok, 1.0),
-                    "clip_frac": cf / max(tok, 1.0), "grad_norm": float(gn)}
+                    "clip_frac": cf / max(tok, 1.0), "grad_norm": _scalar(gn)}
             if ret is not None:
                 step["value_loss"] = vl_sum
             if distill is not None:
@@ -175,3 +175,8 @@ def optimise(
                 logs.setdefault(k, []).append(float(v))
     policy.eval()
     return {k: float(np.mean(v)) for k, v in logs.items()}
+
+
+def _scalar(x: torch.Tensor) -> float:
+    """A float of a (possibly distributed: FSDP's gradient norm is a DTensor) scalar tensor."""
+    return float(x.full_tensor() if hasattr(x, "full_tensor") else x)

@@ -160,6 +160,7 @@ class LLMPolicy(nn.Module):
         if self.budget_proj is not None:
             nn.init.zeros_(self.budget_proj.weight)
             nn.init.zeros_(self.budget_proj.bias)
+        self.sharding: Any = None  # set by llm_cmdp_agents.data_parallel.shard_policy (FSDP)
         self.to(self.device)
         self.eval()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from llm_cmdp_agents.data_parallel import gathered
 from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.losses import optimise, pad, whiten
@@ -47,7 +48,7 @@ def ppo_update(
     the global batch (every rank's), then ``cfg.epochs`` epochs of clipped minibatch steps with a value loss
     (see :func:`~llm_cmdp_agents.losses.optimise` for ``forward`` and ``world``)."""
     world = world or World()
-    with torch.no_grad():
+    with torch.no_grad(), gathered(policy):
         values = []
         for s in range(0, len(rollout), cfg.minibatch_size):
             sl = slice(s, s + cfg.minibatch_size)

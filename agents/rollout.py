@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from llm_cmdp_agents.data_parallel import gathered, lockstep
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
@@ -140,9 +141,11 @@ def rollout(
     if tracker is not None:
         assert z0 is not None
         budget_kwargs = {"budget0": tracker.start(prompts, z0), "budget_step": tracker.step}
-    samples = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
-                     top_p=top_p, greedy=greedy, generator=generator, rows=rows, stop_together=stop_together,
-                     full_logprobs=base.divergence.needs_full_student, decode=policy.decode, **budget_kwargs)
+    with gathered(policy):  # an FSDP-sharded policy samples in lockstep with the other ranks
+        samples = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, temperature=temperature,
+                         top_p=top_p, greedy=greedy, generator=generator, rows=rows,
+                         stop_together=stop_together or lockstep(policy),
+                         full_logprobs=base.divergence.needs_full_student, decode=policy.decode, **budget_kwargs)
     # the env's core picks what its divergence needs from what the sampler attached
     episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,
                       student_token_logprobs=samples.token_logprobs, keep_infos=tracker is not None)
@@ -173,7 +176,7 @@ def reference_rollout(
     full = base.divergence.needs_full_student
     token_lp: list[torch.Tensor] = []
     full_lp: list[torch.Tensor] = []
-    with torch.no_grad():
+    with torch.no_grad(), gathered(policy):
         for s in range(0, len(prompts), chunk):
             comps = completions[s: s + chunk]
             ev = policy.evaluate_actions(prompts[s: s + chunk], comps, temperature, full=full)

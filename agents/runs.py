@@ -28,6 +28,7 @@ import gymnasium as gym
 
 from llm_cmdp_agents.checkpoint import latest_checkpoint, read_policy_state
 from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig
+from llm_cmdp_agents.data_parallel import parameters_per_rank, unsharded_copy
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.evaluate import evaluate_policy
 from llm_cmdp_agents.plots import write_run_plots
@@ -206,6 +207,12 @@ def train_run(
     trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
                       budget=config.env.budget, adaptive_threads=adaptive_threads, world=world)
 
+    per_rank = parameters_per_rank(policy)
+    if config.train.parallel == "fsdp" and world.active:
+        total = sum(p.numel() for p in policy.parameters())  # a DTensor's numel is its global size
+        out(f"FSDP: the student is sharded over {world.size} ranks ({per_rank:,} of its {total:,} parameter values "
+            "on rank 0)")
+
     def evaluate(p: LLMPolicy) -> dict[str, Any]:
         ev = config.eval
         return evaluate_policy(p, make_eval_env(config, test_base), ev.n, batch_size=ev.batch_size, seed=ev.seed,
@@ -214,7 +221,8 @@ def train_run(
     def results(**kw: Any) -> dict[str, Any]:
         res = {"before": before, "after": None, "eval": dataclasses.asdict(config.eval),
                "train_seconds": trainer.train_seconds, "updates": trainer.update_idx, "interrupted": False,
-               "status": "training", "world_size": world.size, "run_dir": str(run_dir), **kw}
+               "status": "training", "world_size": world.size, "parallel": config.train.parallel,
+               "student_parameters_per_rank": per_rank, "run_dir": str(run_dir), **kw}
         if world.is_main:
             write_json_atomic(results_path, res)
         return res
@@ -237,8 +245,13 @@ def train_run(
         if world.is_main:
             write_run_plots(run_dir, strict=False)
         return res
+    # an FSDP student is gathered into a plain CPU copy first (a collective: every rank takes part)
+    final = unsharded_copy(policy, lambda: make_policy(dataclasses.replace(config.policy, device="cpu"),
+                                                       config.train.algo, config.env.constraint))
     if world.is_main:
-        policy.save_pretrained(run_dir / FINAL_DIR, tokenizer=env.unwrapped.tokenizer)
+        assert final is not None
+        final.save_pretrained(run_dir / FINAL_DIR, tokenizer=env.unwrapped.tokenizer)
+    del final
     after = evaluate(policy) if config.eval.n else None
     if after is not None:
         out(f"after:  {_summary(after)}  ({trainer.update_idx} updates, {trainer.train_seconds:.0f} s of training)")

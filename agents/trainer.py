@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from llm_cmdp_agents.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from llm_cmdp_agents.config import ALGOS, TrainConfig
+from llm_cmdp_agents.data_parallel import training_forward
 from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.env_tools import wrapper_chain
@@ -73,7 +74,8 @@ class Trainer:
         one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train`` does unless ``--threads`` is set).
     world : World, optional
         This process's rank in a data-parallel job (``init_world()`` under ``torchrun``; default a world of one).
-        Each rank samples and scores its share of every update's prompts, DDP averages the gradients, and the
+        Each rank samples and scores its share of every update's prompts, DDP averages the gradients (or FSDP
+        shards the student: ``config.parallel``), and the
         statistics that drive a decision are reduced over all ranks (docs/distributed.md). Only rank 0 prints,
         logs and writes checkpoints.
     """
@@ -112,7 +114,7 @@ class Trainer:
         self.world = world or World()
         self._multipliers = _shared_multipliers(env, self.world, cfg.episodes_per_update)
         self.world.share(cfg.prompts_per_update)  # checks that the prompts split evenly over the ranks
-        self.forward = _data_parallel(policy, self.world)
+        self.forward = training_forward(policy, self.world, cfg.parallel)  # before the optimiser (FSDP shards)
         self.distill = distill_term(cfg, self.base)
         self.on_policy = True
         self.budget = budget if budget is not None else _stack_budget(env)
@@ -206,14 +208,15 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(progress_fields(row), refresh=False)
                     k = self.config.checkpoint_every
-                    if writes and k and self.update_idx % k == 0:
+                    if self.run_dir is not None and k and self.update_idx % k == 0:
                         self.save(periodic=True)
                     # every rank stops after the same update (a Ctrl-C may reach the ranks at different times)
                     if self.world.sum(float(stop.requested))[0] > 0:
                         self.interrupted = True
                         break
-                if writes:
+                if self.run_dir is not None:
                     path = self.save()
+                if writes:
                     write_run_plots(self.run_dir, strict=False)
                     if self.interrupted:
                         tqdm.write(f"interrupted: checkpoint saved to {path}")
@@ -227,14 +230,14 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path | None = None, periodic: bool = False) -> Path:
         """Save a checkpoint (default ``<run_dir>/checkpoints/latest.pt``; ``periodic`` also keeps a numbered
-        copy ``update_000010.pt``)."""
+        copy ``update_000010.pt``). In a data-parallel run every rank calls it (an FSDP student's state is
+        gathered from all of them) and rank 0 writes."""
         if path is None:
             if self.run_dir is None:
                 raise ValueError("no run_dir: pass a checkpoint path")
             ckpt_dir = self.run_dir / "checkpoints"
-            if periodic:
-                save_checkpoint(self, ckpt_dir / f"update_{self.update_idx:06d}.pt")
-            path = ckpt_dir / LATEST
+            copies = (ckpt_dir / f"update_{self.update_idx:06d}.pt",) if periodic else ()
+            return save_checkpoint(self, ckpt_dir / LATEST, copies)
         return save_checkpoint(self, path)
 
     def load(self, path: str | Path) -> None:
@@ -279,29 +282,6 @@ def _shared_multipliers(env: gym.Env, world: World, episodes_per_update: int) ->
             raise ValueError("Sauté with a sampled initial budget (min_rel_budget < max_rel_budget) is not supported "
                              "in data-parallel runs yet (each rank would draw its own z0 stream)")
     return out
-
-
-def _data_parallel(policy: LLMPolicy, world: World) -> Any:
-    """The training forward: ``policy.evaluate_actions``, through DDP when there are several ranks."""
-    if not world.active:
-        return None
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [policy.device.index] if policy.device.type == "cuda" else None
-    return DistributedDataParallel(ActionEvaluator(policy), device_ids=ids)
-
-
-class ActionEvaluator(torch.nn.Module):
-    """A module whose ``forward`` is :meth:`LLMPolicy.evaluate_actions`: what DDP wraps (DDP synchronises the
-    gradients of what runs through a wrapped module's forward)."""
-
-    def __init__(self, policy: LLMPolicy) -> None:
-        super().__init__()
-        self.policy = policy
-
-    def forward(self, prompts: Any, completions: Any, temperature: float, budgets: Any = None,
-                full: bool = False) -> Any:
-        return self.policy.evaluate_actions(prompts, completions, temperature, budgets, full)
 
 
 def progress_fields(row: dict[str, Any]) -> dict[str, str]:

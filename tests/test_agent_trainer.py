@@ -173,3 +173,44 @@ def test_resume_with_other_settings_is_refused(tiny_dir, tiny_env_kwargs, tmp_pa
     cfg2.lr = 0.5
     with pytest.raises(ValueError, match="lr"):
         Trainer(env2, policy2, cfg2, progress=False).load(tmp_path / "r" / "checkpoints" / "latest.pt")
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_dir, tiny_env_kwargs, tmp_path):
+    """``parallel`` was added after format 2 checkpoints existed: one without it resumes (as "ddp"), and a run
+    written with another ``parallel`` is refused."""
+    import hashlib
+    import io
+
+    env, policy, cfg = _make(tiny_dir, tiny_env_kwargs, "ppo")
+    t = Trainer(env, policy, cfg, run_dir=tmp_path / "r", progress=False, tensorboard=False)
+    t.train(1)
+    path = tmp_path / "r" / "checkpoints" / "latest.pt"
+    state = torch.load(path, weights_only=False)
+    del state["config"]["parallel"]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path.write_bytes(buf.getvalue())
+    path.with_name("latest.pt.sha256").write_text(f"{hashlib.sha256(buf.getvalue()).hexdigest()}  latest.pt\n")
+    env2, policy2, cfg2 = _make(tiny_dir, tiny_env_kwargs, "ppo")
+    t2 = Trainer(env2, policy2, cfg2, progress=False)
+    t2.load(path)
+    assert t2.update_idx == 1
+    env3, policy3, cfg3 = _make(tiny_dir, tiny_env_kwargs, "ppo")
+    cfg3.parallel = "fsdp"
+    with pytest.raises(ValueError, match="parallel"):
+        Trainer(env3, policy3, cfg3, progress=False).load(path)
+
+
+def test_parallel_must_be_ddp_or_fsdp():
+    with pytest.raises(ValueError, match="parallel must be"):
+        TrainConfig(parallel="zero3")
+
+
+def test_fsdp_refuses_what_it_cannot_shard_before_touching_the_policy(tiny_dir):
+    from llm_cmdp_agents.data_parallel import shard_policy
+    from llm_cmdp_agents.distributed import World
+
+    policy = LLMPolicy(str(tiny_dir / "student"), value_head=False, device="cpu", decode="static")
+    with pytest.raises(ValueError, match="eager decoder"):
+        shard_policy(policy, World(rank=0, size=2))
+    assert policy.sharding is None

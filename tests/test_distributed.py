@@ -25,14 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 STAT_RTOL, WEIGHT_ATOL = 1e-4, 1e-4
 
 
-def _run(tiny_dir: Path, out: Path, procs: int, updates: int = 3, resume: bool = False) -> subprocess.CompletedProcess:
+def _run(tiny_dir: Path, out: Path, procs: int, updates: int = 3, resume: bool = False,
+         extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     args = (["train", "--out", str(out), "--resume", "--updates", str(updates), "--no-progress", "--threads", "1"]
             if resume else
             ["train", "--teacher", str(tiny_dir / "teacher"), "--model", str(tiny_dir / "student"),
              "--max-new-tokens", "8", "--max-prompt-tokens", "160", "--constraint", "learned-lagrangian",
              "--budget", "40", "--updates", str(updates), "--prompts-per-update", "4", "--minibatch-size", "2",
              "--lr", "1e-2", "--eval-n", "6", "--eval-batch-size", "2", "--threads", "1", "--no-progress",
-             "--checkpoint-every", "1", "--out", str(out)])
+             "--checkpoint-every", "1", "--out", str(out), *extra])
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)] if procs > 1
                 else [sys.executable])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -78,6 +79,30 @@ def test_two_processes_follow_one_and_resume_on_another_count(tiny_dir, tmp_path
 
     # 2 updates on 2 processes, then the 3rd on 1 process: the same run
     assert _run(tiny_dir, mixed, 2, updates=2).returncode == 0
+    res = _run(tiny_dir, mixed, 1, updates=3, resume=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    _same_curve(one, mixed)
+    _same_weights(one, mixed)
+
+
+def test_fsdp_two_processes_follow_one_and_resume_on_one(tiny_dir, tmp_path):
+    """The student sharded over 2 ranks (FSDP2) trains as 1 process does; its checkpoints hold full state dicts,
+    so the run resumes on 1 process; the final model is a plain one."""
+    one, two, mixed = tmp_path / "one", tmp_path / "two", tmp_path / "mixed"
+    assert _run(tiny_dir, one, 1).returncode == 0
+    res = _run(tiny_dir, two, 2, extra=("--parallel", "fsdp"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads((two / "config.json").read_text())["train"]["parallel"] == "fsdp"
+    assert "FSDP: the student is sharded over 2 ranks" in res.stdout
+    r1, r2 = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
+    full = r1["student_parameters_per_rank"]
+    assert full // 2 <= r2["student_parameters_per_rank"] < full  # each rank holds about half (dim-0 shards)
+    _same_curve(one, two)
+    _same_weights(one, two)
+    # 3 evaluation batches on 2 ranks: the rank without a third batch ran a dummy one in lockstep, dropped
+    assert r2["before"] == r1["before"] and r2["after"] == r1["after"]
+
+    assert _run(tiny_dir, mixed, 2, updates=2, extra=("--parallel", "fsdp")).returncode == 0
     res = _run(tiny_dir, mixed, 1, updates=3, resume=True)
     assert res.returncode == 0, res.stdout + res.stderr
     _same_curve(one, mixed)

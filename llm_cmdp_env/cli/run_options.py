@@ -129,6 +129,8 @@ def train_options() -> list[Opt]:
             type=float),
         Opt("--checkpoint-every", t, "checkpoint_every", "keep a numbered checkpoint every this many updates "
             "(0: only latest.pt, at the end and on Ctrl-C)", type=int),
+        Opt("--parallel", t, "parallel", "under torchrun: ddp (a copy of the student per rank) or fsdp (the student "
+            "sharded over the ranks; docs/distributed.md)", choices=("ddp", "fsdp")),
     ]
 
 
