@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.atomic_io import write_result_json
 
 ROOT = Path(__file__).resolve().parents[1]
 _PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"rows": rows, "speedup": {_label(r): r["samples_per_s"] / base for r in rows},
            "cpu_count": os.cpu_count(), "device": args.device}
     print("speed-up over 1 process:", {k: round(v, 2) for k, v in out["speedup"].items()})
-    if args.json:
-        write_json_atomic(args.json, out)
-        print(f"wrote {args.json}")
+    write_result_json(args.json, out)
     return 0
 
 

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.atomic_io import write_result_json
 
 _CHILD = r"""
 import json, subprocess, sys, time
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"busy {busy}{' (from update 2)' if mid else '':<16} threads {threads:>4} {row['threads_used']}  "
               f"OMP_WAIT_POLICY={wait:<7}  {row['seconds_per_update']:.2f} s/update", flush=True)
     out = {"rows": rows, "cpu_count": os.cpu_count(), "updates": args.updates}
-    if args.json:
-        write_json_atomic(args.json, out)
-        print(f"wrote {args.json}")
+    write_result_json(args.json, out)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.atomic_io import write_json_atomic, write_result_json
 
 STUDENT = "zoo:shortcut-student"
 MAX_NEW_TOKENS = 224  # shortcut-style solutions take up to ~200 tokens
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
            "episodes": trainer.update_idx * cfg.episodes_per_update, "before": before, "after": after,
            "history": [{k: row.get(k) for k in ("update", "accuracy", "cost", "length", "seconds")}
                        for row in trainer.history]}
-    if args.json:
-        write_json_atomic(args.json, out)
-        print(f"wrote {args.json}")
+    write_result_json(args.json, out)
     return 0
 
 

@@ -37,7 +37,7 @@ import transformers  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.atomic_io import write_result_json
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
 from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
@@ -511,9 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                     "date": time.strftime("%Y-%m-%d")},
     }
     print(f"\ntotal {out['seconds']:.0f} s")
-    if args.json:
-        write_json_atomic(args.json, out)
-        print(f"wrote {args.json}")
+    write_result_json(args.json, out)
     return 0
 
 

@@ -49,3 +49,11 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(target: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Replace ``target`` with ``obj`` as JSON atomically (NaN/inf refused: they are not JSON)."""
     return write_text_atomic(target, json.dumps(obj, indent=indent, allow_nan=False, default=str) + "\n")
+
+
+def write_result_json(target: str | os.PathLike | None, obj: Any) -> None:
+    """A benchmark's ending: write its figures to ``target`` atomically and say so (nothing when ``target`` is
+    None)."""
+    if target is not None:
+        write_json_atomic(target, obj)
+        print(f"wrote {target}")
