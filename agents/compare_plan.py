@@ -13,8 +13,8 @@ from typing import Any
 
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["BUDGET_FREE", "budget_free", "fingerprint", "finished", "load_config", "merge", "plan_jobs",
-           "select_settings", "settings", "slug"]
+__all__ = ["BUDGET_FREE", "budget_free", "fingerprint", "finished", "load_config", "merge", "method_id",
+           "plan_jobs", "select_settings", "settings", "slug"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "budget"}
 _GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale"}
@@ -74,6 +74,19 @@ def budget_free(method: dict[str, Any]) -> bool:
     """Whether the method's training ignores the sweep's budget d (its constraint reads none, or the method fixes
     its own training budget with ``"budget"``): it is trained once per seed and setting."""
     return method["constraint"] in BUDGET_FREE or "budget" in method
+
+
+def method_id(cfg: dict[str, Any], method: dict[str, Any]) -> str:
+    """A short, stable id of what a method trains, for records: the distillation algorithm (``gkd``,
+    ``minillm``), ``<algo>+gkd`` for PPO/GRPO with the JSD term, else the constraint (``budget``, ``saute``,
+    ``lagrangian``, ``learned-lagrangian``, ``worst-case``, ``distill``, ``none`` = task reward only)."""
+    train = merge(cfg.get("train"), method.get("train"))
+    algo = train.get("algo", "ppo")
+    if algo in ("gkd", "minillm"):
+        return algo
+    if train.get("distill_coef") or any((g.get("train") or {}).get("distill_coef") for g in method.get("grid", [])):
+        return f"{algo}+gkd"
+    return method["constraint"]
 
 
 def merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:

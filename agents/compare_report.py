@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llm_cmdp_agents.compare_plan import budget_free, finished, plan_jobs
+from llm_cmdp_agents.compare_plan import budget_free, finished, method_id, plan_jobs
 from llm_cmdp_agents.compare_stats import metric_arrays, paired_difference, summary_row
 from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
 
@@ -34,22 +34,25 @@ def _score(run: dict[str, Any], budgets: list[float]) -> dict[str, dict[str, flo
 
 
 def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per run (validation and test phases, and the references): method, phase, seed, training
+    """One record per run (validation and test phases, and the references): method (and its ``method_id``, see
+    :func:`~llm_cmdp_agents.compare_plan.method_id`), phase, seed, training
     budget (None: the method ignores it), grid setting, the metrics at every budget of the sweep, and the
     per-problem outcomes (``correct`` as a 0/1 string, ``cost`` rounded to 1e-4) they were computed from."""
     rows = []
+    ids = {m["name"]: method_id(cfg, m) for m in cfg["methods"]}
     phases = (("validation", "test") if "validation" in cfg else ("test",))
     for phase in phases:
         for r in _runs(cfg, out, phase):
-            rows.append({"phase": phase, "method": r["method"], "seed": r["seed"], "budget": r["budget"],
+            rows.append({"phase": phase, "method": r["method"], "method_id": ids[r["method"]], "seed": r["seed"],
+                         "budget": r["budget"],
                          "grid": r["grid"], "split": r["split"], "n": r["n"], "train_seconds": r["train_seconds"],
                          "mean_cost": r["mean_cost"], "mean_length": r["mean_length"],
                          "at_budget": _score(r, cfg["budgets"]), "per_problem": _compact(r["per_problem"])})
     for r in references:
-        rows.append({"phase": "reference", "method": r["method"], "seed": None, "budget": None, "grid": None,
-                     "split": r["split"], "n": r["n"], "train_seconds": 0.0, "mean_cost": r["mean_cost"],
-                     "mean_length": r["mean_length"], "at_budget": _score(r, cfg["budgets"]),
-                     "per_problem": _compact(r["per_problem"])})
+        rows.append({"phase": "reference", "method": r["method"], "method_id": r["method"], "seed": None,
+                     "budget": None, "grid": None, "split": r["split"], "n": r["n"], "train_seconds": 0.0,
+                     "mean_cost": r["mean_cost"], "mean_length": r["mean_length"],
+                     "at_budget": _score(r, cfg["budgets"]), "per_problem": _compact(r["per_problem"])})
     return rows
 
 

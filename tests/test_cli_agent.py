@@ -116,6 +116,7 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
     recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     test = [r for r in recs if r["phase"] == "test"]
     assert {r["seed"] for r in test} == {0, 1} and {r["method"] for r in test} == {"budget reward", "task only"}
+    assert {r["method_id"] for r in test} == {"budget", "none"}
     for r in recs:
         assert set(r["at_budget"]) == {"40", "60"} and len(r["per_problem"]["correct"]) == 3
         for at in r["at_budget"].values():

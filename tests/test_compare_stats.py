@@ -117,3 +117,13 @@ def test_building_a_run_leaves_the_job_settings_and_so_its_fingerprint_alone(tmp
     run = RunConfig(EnvConfig(**st["env"]), PolicyConfig(**st["policy"]), TrainConfig.from_dict(st["train"]))
     assert run.env.constraint_kwargs["update_every"] == 6
     assert "update_every" not in st["env"]["constraint_kwargs"] and fingerprint(job) == before
+
+
+def test_method_ids_name_what_a_method_trains():
+    from llm_cmdp_agents.compare_plan import load_config, method_id
+
+    cfg = load_config("benchmarks/compare_shortcut.json")
+    ids = {m["name"]: method_id(cfg, m) for m in cfg["methods"]}
+    assert ids == {"budget reward": "budget", "fixed lambda": "lagrangian", "learned lambda": "learned-lagrangian",
+                   "Saute": "saute", "worst-case": "worst-case", "task only": "none", "distill only": "distill",
+                   "GKD": "gkd", "MiniLLM": "minillm", "GRPO + GKD": "grpo+gkd"}
