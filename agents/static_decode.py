@@ -23,24 +23,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs
+from llm_cmdp_env.static_scoring import DECODE_MODES, LENGTH_BUCKET, bucket, check_decode
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
 
 __all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticDecoder", "check_decode", "decoder_for"]
 
-DECODE_MODES = ("eager", "static", "compiled")
-LENGTH_BUCKET = 64
-"""Static cache lengths are rounded up to a multiple of this (fewer shapes, fewer recompilations)."""
-
 _DECODERS: weakref.WeakKeyDictionary[Any, StaticDecoder] = weakref.WeakKeyDictionary()
-
-
-def check_decode(mode: str) -> str:
-    """``mode`` if it is one of :data:`DECODE_MODES`, else a ValueError naming them."""
-    if mode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {DECODE_MODES}, got {mode!r}")
-    return mode
 
 
 def decoder_for(policy: LLMPolicy, compiled: bool) -> StaticDecoder:
@@ -84,7 +74,7 @@ class StaticDecoder:
         from transformers import StaticCache
 
         n, l0 = mask.shape
-        length = -(-(l0 + max_new_tokens) // LENGTH_BUCKET) * LENGTH_BUCKET
+        length = bucket(l0 + max_new_tokens)
         cache = self._caches.get((n, length))
         if cache is None:
             cache = self._caches[(n, length)] = StaticCache(config=self.policy.hf_model.config, max_cache_len=length)

@@ -14,7 +14,8 @@ Run ``python benchmarks/throughput.py [--quick] [--models ...] --json PATH``; pr
 shipped teacher at top level, and per model under ``models.<name>``: ``fast_vs_raw``, ``env_vs_raw``,
 ``sampler_vs_generate`` (``eager``, and ``compiled``: our compiled sampler against ``generate()`` on a static
 cache with a compiled forward), ``compiled_vs_eager`` (``sampler``: our compiled sampler's tokens/s over our
-eager one's; ``env_step``: null, the env's teacher step has no compiled path) and ``peak_mem_gib`` (per stage,
+eager one's; ``env_step``: the vector env with ``decode="compiled"`` over the model's eager cached step, at the
+sampler's batch: 64 on CUDA, 8 on a CPU) and ``peak_mem_gib`` (per stage,
 on CUDA; null on a CPU). The compiled rows run with ``--compiled`` (default on CUDA: compiling takes ~40 s per
 shape on a CPU). On a GPU of known memory bandwidth (``--bandwidth-gbs``, default from the device name for
 H100/H200/A100) each decode row also reports ``weight_bandwidth_fraction``: steps/s x weight bytes / bandwidth.
@@ -135,9 +136,10 @@ def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: b
     return batch * steps / t
 
 
-def env_step_runner(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int):
-    """A function timing ``steps`` vector-env steps of ``batch`` rows; also the rows' cache width after reset."""
-    venv = MathDistillVectorEnv(batch, max_new_tokens=steps + 4, **kwargs)
+def env_step_runner(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int, decode: str = "eager"):
+    """A function timing ``steps`` vector-env steps of ``batch`` rows; also the rows' cache width after reset.
+    ``decode``: the env's teacher step (eager, static or compiled; llm_cmdp_env.static_scoring)."""
+    venv = MathDistillVectorEnv(batch, max_new_tokens=steps + 4, decode=decode, **kwargs)
     rng = np.random.default_rng(0)
     acts = _tokens(rng, (steps + 2, batch), min(vocab, len(venv.tokenizer)), eos)
 
@@ -399,10 +401,17 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
         _peak_reset(device)
         res["sampler_compiled"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device, compiled=True)
         res["sampler_vs_generate"]["compiled"] = res["sampler_compiled"]["ratio"]
+        mem["sampler_compiled"] = _peak_gib(device)
+        # the env's compiled teacher step against the model's own eager cached step, same batch, same rounds
+        _peak_reset(device)
+        env_run, width = env_step_runner(kwargs, sb, steps, eos, vocab, decode="compiled")
+        t_env, t_raw = _interleaved_best([env_run, raw_step_runner(teacher, sb, width, steps, device)], 3)
+        res["env_step_compiled"] = {"batch": sb, "env_tokens_per_s": sb * steps / t_env,
+                                    "raw_eager_tokens_per_s": sb * steps / t_raw}
+        mem["env_step_compiled"] = _peak_gib(device)
         res["compiled_vs_eager"] = {
             "sampler": res["sampler_compiled"]["ours_tokens_per_s"] / res["sampler"]["ours_tokens_per_s"],
-            "env_step": None}  # the env's teacher step has no compiled path
-        mem["sampler_compiled"] = _peak_gib(device)
+            "env_step": t_raw / t_env}
     if bandwidth_gbs:
         weight_bytes = sum(p.numel() * p.element_size() for p in teacher.parameters())
         res["weight_bandwidth_fraction"] = {
@@ -410,6 +419,10 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
             "env_step": {b: tps / b * weight_bytes / (bandwidth_gbs * 1e9) for b, tps in res["env_step"].items()},
             **{k: res[k]["ours_tokens_per_s"] / res[k]["batch"] * weight_bytes / (bandwidth_gbs * 1e9)
                for k in ("sampler", "sampler_compiled") if k in res}}
+        if "env_step_compiled" in res:
+            row = res["env_step_compiled"]
+            res["weight_bandwidth_fraction"]["env_step_compiled"] = (
+                row["env_tokens_per_s"] / row["batch"] * weight_bytes / (bandwidth_gbs * 1e9))
     bar.update(1)
     res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
         kwargs, 128, eos, vocab)

@@ -17,8 +17,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from llm_cmdp_env.actions import parse_vector_action
-from llm_cmdp_env.batched_scoring import BatchedScorer
 from llm_cmdp_env.core import DistillSetup
+from llm_cmdp_env.static_scoring import check_decode, make_scorer
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.validation import check_positive_int
 
@@ -36,11 +36,16 @@ class MathDistillVectorEnv(VectorEnv):
     Actions are an int array ``[N]`` or a :class:`~llm_cmdp_env.actions.VectorTokenAction` carrying the
     policy's log-probs. ``reset(options={"problems": [...]})`` sets each row's problem (Problem or index);
     ``options={"reset_mask": mask}`` resets only the masked rows.
+    decode : str
+        How the teacher's (and a student model's) incremental forward runs: ``"eager"`` (default, a growing
+        cache), ``"static"`` (a fixed-size cache) or ``"compiled"`` (the same step through ``torch.compile``:
+        CUDA graphs on a GPU); same costs to float tolerance (see :mod:`llm_cmdp_env.static_scoring`).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, decode: str = "eager",
+                 **kwargs: Any) -> None:
         num_envs = check_positive_int(num_envs, "num_envs")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None for the vector env, got {render_mode!r}")
@@ -55,8 +60,10 @@ class MathDistillVectorEnv(VectorEnv):
         self.observation_space = batch_space(su.observation_space, self.num_envs)
         self.action_space = batch_space(su.action_space, self.num_envs)
         n, length = self.num_envs, su.obs_length
-        self._teacher = BatchedScorer(su.teacher, n, pad_id=su.pad_id)
-        self._student = BatchedScorer(su.student, n, pad_id=su.pad_id) if su.uses_student_model else None
+        self.decode = check_decode(decode)
+        episode = su.max_prompt_tokens + su.max_new_tokens
+        self._teacher = make_scorer(su.teacher, n, su.pad_id, decode, episode)
+        self._student = make_scorer(su.student, n, su.pad_id, decode, episode) if su.uses_student_model else None
         self._ids = np.full((n, length), su.pad_id, dtype=np.int64)
         self._mask = np.zeros((n, length), dtype=np.int64)
         self._rngs: list[np.random.Generator | None] = [None] * n
