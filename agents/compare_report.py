@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llm_cmdp_agents.compare_plan import budget_free, finished, method_id, plan_jobs
+from llm_cmdp_agents.compare_plan import budget_free, finished, method_id, plan_jobs, select_settings
 from llm_cmdp_agents.compare_stats import metric_arrays, paired_difference, summary_row
 from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
 
@@ -60,23 +60,30 @@ def _compact(pp: dict[str, Any]) -> dict[str, Any]:
     return {"correct": "".join("1" if c else "0" for c in pp["correct"]), "cost": [round(c, 4) for c in pp["cost"]]}
 
 
-def _by_method(cfg: dict[str, Any], runs: list[dict[str, Any]], d: float) -> dict[str, list[dict[str, Any]]]:
+def _by_method(cfg: dict[str, Any], runs: list[dict[str, Any]], d: float,
+               selection: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """Each method's test runs that stand for it at budget ``d``: trained at ``d`` (or budget-free) with the
+    setting chosen for ``d`` (a budget-free method may have chosen other settings at other budgets: its runs
+    of those settings are not this budget's)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for m in cfg["methods"]:
         want = None if budget_free(m) else d
-        out[m["name"]] = [r for r in runs if r["method"] == m["name"] and r["budget"] == want]
+        grid = selection[m["name"]][f"{d:g}"]["grid_index"] if selection else 0
+        out[m["name"]] = [r for r in runs if r["method"] == m["name"] and r["budget"] == want
+                          and r["grid_index"] == grid]
     return out
 
 
 def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[dict[str, Any]],
-              reps: int = 2000) -> dict[str, Any]:
+              reps: int = 2000, selection: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per budget: each method's metrics (mean, 95% interval, per-seed values) and the paired differences of
-    ``cfg["contrasts"]`` (default: the first method against each other one)."""
+    ``cfg["contrasts"]`` (default: the first method against each other one). ``selection``: the settings chosen
+    on validation (:func:`~llm_cmdp_agents.compare_plan.select_settings`; None: each grid's first)."""
     names = [m["name"] for m in cfg["methods"]]
     contrasts = cfg.get("contrasts") or [[names[0], n] for n in names[1:]]
     out: dict[str, Any] = {}
     for d in cfg["budgets"]:
-        by = _by_method(cfg, runs, d)
+        by = _by_method(cfg, runs, d, selection)
         arrays = {name: metric_arrays(rs, d) for name, rs in by.items() if rs}
         table = {name: {**summary_row(a, reps), "grid": by[name][0]["grid"]} for name, a in arrays.items()}
         for r in references:
@@ -163,14 +170,14 @@ def plot_pareto(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> Pat
 def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``records.jsonl``, ``results.json``, ``results.md`` and ``pareto.png`` under ``out``."""
     runs = _runs(cfg, out, "test")
-    summary = summarise(cfg, runs, references)
+    selection = select_settings(cfg, out) if "validation" in cfg else None
+    summary = summarise(cfg, runs, references, selection=selection)
     md = markdown_report(cfg, summary)
     paths = {"records": str(out / "records.jsonl"), "json": str(out / "results.json"),
              "markdown": str(out / "results.md"), "plot": str(out / "pareto.png")}
     write_text_atomic(paths["records"], "".join(json.dumps(r) + "\n" for r in records(cfg, out, references)))
     write_text_atomic(paths["markdown"], md + "\n")
     plot_pareto(cfg, summary, Path(paths["plot"]))
-    selection = json.loads((out / "selection.json").read_text()) if (out / "selection.json").is_file() else None
     results = {"config": cfg, "summary": summary, "selection": selection, "paths": paths, "markdown": md}
     write_json_atomic(paths["json"], results)
     return results

@@ -127,3 +127,31 @@ def test_method_ids_name_what_a_method_trains():
     assert ids == {"budget reward": "budget", "fixed lambda": "lagrangian", "learned lambda": "learned-lagrangian",
                    "Saute": "saute", "worst-case": "worst-case", "task only": "none", "distill only": "distill",
                    "GKD": "gkd", "MiniLLM": "minillm", "GRPO + GKD": "grpo+gkd"}
+
+
+def test_a_budget_free_method_is_scored_at_each_budget_with_the_setting_chosen_for_it(tmp_path):
+    """A budget-free method that chose setting 0 at d=10 and setting 1 at d=20 is trained with both; the table at
+    each budget holds only the runs of that budget's choice (the report once paired 2 x 2 runs against 2)."""
+    from llm_cmdp_agents.compare_plan import load_config, plan_jobs, select_settings
+    from llm_cmdp_agents.compare_report import _runs, summarise
+
+    cfg = load_config({"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
+                       "methods": [{"name": "b", "constraint": "budget", "grid": [{}, {"budget_scale": 0.5}]},
+                                   {"name": "t", "constraint": "none", "grid": [{}, {"train": {"lr": 1e-4}}]}]})
+    val = {("b", g, d): ([1, 1, 0, 0], [5, 5, 5, 5]) for g in (0, 1) for d in (10.0, 20.0)}
+    val.update({
+                ("t", 0, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # d=10: 2, d=20: 2
+                ("t", 1, None): ([1, 1, 1, 1], [1, 15, 15, 15])})  # d=10: 1, d=20: 4
+    for j in plan_jobs(cfg, "validation", tmp_path):
+        _write(j, *val[(j["method"], j["grid_index"], j["budget"])])
+    chosen = select_settings(cfg, tmp_path)
+    assert {d: c["grid_index"] for d, c in chosen["t"].items()} == {"10": 0, "20": 1}
+    test = plan_jobs(cfg, "test", tmp_path)
+    assert sorted({j["grid_index"] for j in test if j["method"] == "t"}) == [0, 1]
+    for j in test:
+        _write(j, *(([1, 1, 0, 0], [1, 1, 1, 1]) if j["grid_index"] == 0 else ([1, 1, 1, 1], [1, 15, 15, 15])))
+    summary = summarise(cfg, _runs(cfg, tmp_path, "test"), [], reps=50, selection=chosen)
+    for d, want in (("10", 0.5), ("20", 1.0)):
+        row = summary[d]["methods"]["t"]
+        assert row["seeds"] == 2 and row["accuracy"]["mean"] == want
+        assert row["grid"] == cfg["methods"][1]["grid"][0 if d == "10" else 1]
