@@ -21,7 +21,7 @@ LAYERS = {
     **{f"llm_cmdp_env.{m}": 0 for m in ("validation", "arrays", "atomic_io", "interrupts", "threads", "hf_compat",
                                         "kv_cache")},
     **{f"llm_cmdp_env.{m}": 1 for m in ("tasks", "data", "verify", "_verify_worker", "divergences", "models",
-                                        "prompts", "scoring", "batched_scoring", "actions", "zoo")},
+                                        "prompts", "scoring", "batched_scoring", "static_scoring", "actions", "zoo")},
     "llm_cmdp_env.core": 2,
     "llm_cmdp_env.envs": 3,
     "llm_cmdp_env.fast_path": 4,
