@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_two_processes_follow_one_and_resume_on_another_count(tiny_dir, tmp_path
     _same_weights(one, mixed)
 
 
-def test_fsdp_two_processes_follow_one_and_resume_on_one(tiny_dir, tmp_path):
+def test_fsdp_two_processes_follow_one_and_resume_on_one_or_two(tiny_dir, tmp_path):
     """The student sharded over 2 ranks (FSDP2) trains as 1 process does; its checkpoints hold full state dicts,
     so the run resumes on 1 process; the final model is a plain one."""
     one, two, mixed = tmp_path / "one", tmp_path / "two", tmp_path / "mixed"
@@ -102,11 +103,19 @@ def test_fsdp_two_processes_follow_one_and_resume_on_one(tiny_dir, tmp_path):
     # 3 evaluation batches on 2 ranks: the rank without a third batch ran a dummy one in lockstep, dropped
     assert r2["before"] == r1["before"] and r2["after"] == r1["after"]
 
+    # 2 updates on 2 FSDP ranks, then the 3rd on 1 process, and (from the same checkpoint) on 2 ranks again: the
+    # full state dicts load into an unsharded and into a sharded student alike
     assert _run(tiny_dir, mixed, 2, updates=2, extra=("--parallel", "fsdp")).returncode == 0
+    again = tmp_path / "again"
+    shutil.copytree(mixed, again)
     res = _run(tiny_dir, mixed, 1, updates=3, resume=True)
     assert res.returncode == 0, res.stdout + res.stderr
     _same_curve(one, mixed)
     _same_weights(one, mixed)
+    res = _run(tiny_dir, again, 2, updates=3, resume=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    _same_curve(one, again)
+    _same_weights(one, again)
 
 
 def _children(pid: int) -> list[int]:
