@@ -120,28 +120,18 @@ def _units_sub(b: int, u: int) -> str:
     return f"{b} - {u} = {b - u}"
 
 
-def _add(x: int, k: int, style: str) -> str:
-    """The chain after ``"x + k = "``: the sum, or (``"split"``) tens first, then the ones bridged through ten."""
+def _add_sub(x: int, op: str, k: int, style: str) -> str:
+    """The chain after ``"x + k = "`` or ``"x - k = "`` (``op``): the result, or (``"split"``) tens first, then
+    the ones bridged through the ten (up for a sum, down for a difference)."""
+    sign, units = (1, _units_add) if op == "+" else (-1, _units_sub)
     if style != "split":
-        return f"{x + k}"
+        return f"{x + sign * k}"
     t, u = k - k % 10, k % 10
     if t and u:
-        return f"{x} + {t} + {u} = " + _units_add(x + t, u)
-    if u:  # one-digit k: "x + k = " is already written, continue after its "="
-        return _units_add(x, u).partition(" = ")[2]
-    return f"{x + k}"
-
-
-def _sub(x: int, k: int, style: str) -> str:
-    """The chain after ``"x - k = "``: the difference, or (``"split"``) tens first, then the ones bridged down."""
-    if style != "split":
-        return f"{x - k}"
-    t, u = k - k % 10, k % 10
-    if t and u:
-        return f"{x} - {t} - {u} = " + _units_sub(x - t, u)
-    if u:
-        return _units_sub(x, u).partition(" = ")[2]
-    return f"{x - k}"
+        return f"{x} {op} {t} {op} {u} = " + units(x + sign * t, u)
+    if u:  # one-digit k: "x op k = " is already written, continue after its "="
+        return units(x, u).partition(" = ")[2]
+    return f"{x + sign * k}"
 
 
 def _mul(x: int, k: int, style: str) -> str:
@@ -208,7 +198,7 @@ def _draw(rng: np.random.Generator, min_steps: int, max_steps: int, style: str =
             else:
                 text = f"{lead} gets {k} {thing} from {other}."
             y = x + k
-            eq = f"{x} + {k} = {_add(x, k, style)}"
+            eq = f"{x} + {k} = {_add_sub(x, '+', k, style)}"
         elif op == "sub":
             k = int(rng.integers(2, x))  # 2 <= k <= x - 1
             verb = int(rng.integers(4))
@@ -221,7 +211,7 @@ def _draw(rng: np.random.Generator, min_steps: int, max_steps: int, style: str =
             else:
                 text = f"{lead} gives away {k} {thing}."
             y = x - k
-            eq = f"{x} - {k} = {_sub(x, k, style)}"
+            eq = f"{x} - {k} = {_add_sub(x, '-', k, style)}"
         elif op == "group":
             cont = _pick(rng, _CONTAINERS)
             while True:
@@ -232,7 +222,7 @@ def _draw(rng: np.random.Generator, min_steps: int, max_steps: int, style: str =
             m = g * k
             y = x + m
             grouped = True
-            eq = f"{x} + {g} * {k} = {x} + {m} = {_add(x, m, style)}"
+            eq = f"{x} + {g} * {k} = {x} + {m} = {_add_sub(x, '+', m, style)}"
         elif op == "mul":
             k = max(f for f in _MUL_WORDS if f * x <= _MAX_VALUE and (f == 2 or rng.random() < 0.5))
             text = f"{lead} ends up with {_MUL_WORDS[k]} as many {thing}."
