@@ -128,7 +128,8 @@ def optimise(
         for start in range(0, total, minibatch_size):
             members = order[start: start + minibatch_size]
             mine = [int(i) - offset for i in members if offset <= i < offset + n]
-            denominator = float(len(members) if per_sequence else lengths[members].sum())
+            tokens_mb = float(lengths[members].sum())  # the minibatch's tokens, on every rank together
+            denominator = float(len(members)) if per_sequence else tokens_mb
             weight = 1.0
             if not mine:  # every rank runs each step (DDP's collectives); this one holds none of its episodes
                 mine, weight = [0], 0.0
@@ -139,7 +140,6 @@ def optimise(
                   else forward(prompts, comps, temperature, budgets))
             t = ev.logprobs.shape[1]
             sel = torch.as_tensor(idx, device=policy.device)
-            tokens_mb = float(lengths[members].sum())
             pl, st = clipped_policy_loss(ev.logprobs, old[sel, :t], adv[sel, :t], ev.mask, clip, per_sequence,
                                          denominator)
             ent = masked_mean(ev.entropy, ev.mask, denominator=tokens_mb)
@@ -155,7 +155,7 @@ def optimise(
             if ret is not None:
                 if ev.values is None:
                     raise ValueError("PPO needs a policy with a value head (value_head=True)")
-                vl = value_loss(ev.values, ret[sel, :t], ev.mask, denominator=float(lengths[members].sum()))
+                vl = value_loss(ev.values, ret[sel, :t], ev.mask, denominator=tokens_mb)
                 loss = loss + vf_coef * vl
             optimizer.zero_grad(set_to_none=True)
             (loss * (weight * world.size)).backward()  # DDP averages over ranks: the sum is what we want

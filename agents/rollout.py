@@ -149,11 +149,8 @@ def rollout(
     # the env's core picks what its divergence needs from what the sampler attached
     episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,
                       student_token_logprobs=samples.token_logprobs, keep_infos=tracker is not None)
-    completions = [ep.tokens for ep in episodes]
-    old = [lp[: len(c)] for lp, c in zip(samples.token_logprobs, completions)]
     budgets = budgets_from_episodes(z0, episodes) if z0 is not None else None
-    return Rollout(prompts, completions, old, [ep.rewards for ep in episodes], [ep.costs for ep in episodes],
-                   episodes, np.arange(len(problems)) if groups is None else np.asarray(groups), budgets)
+    return _from_episodes(prompts, episodes, samples.token_logprobs, groups, budgets)
 
 
 def reference_rollout(
@@ -187,7 +184,14 @@ def reference_rollout(
                     full_lp.append(ev.full_logprobs[i, : len(c)].float().cpu())
     episodes = replay(env, problems, completions, student_logprobs=full_lp if full else None,
                       student_token_logprobs=token_lp)
+    return _from_episodes(prompts, episodes, token_lp, groups)
+
+
+def _from_episodes(prompts: list[list[int]], episodes: list[Episode], token_logprobs: Sequence[torch.Tensor],
+                   groups: np.ndarray | None, budgets: list[torch.Tensor] | None = None) -> Rollout:
+    """The batch of replayed ``episodes``: their tokens as the env took them, the acting policy's log-probs of
+    those tokens, the env's rewards and costs; one group per episode unless ``groups`` is given."""
     completions = [ep.tokens for ep in episodes]
-    old = [lp[: len(c)] for lp, c in zip(token_lp, completions)]
+    old = [lp[: len(c)] for lp, c in zip(token_logprobs, completions)]
     return Rollout(prompts, completions, old, [ep.rewards for ep in episodes], [ep.costs for ep in episodes],
-                   episodes, np.arange(len(problems)) if groups is None else np.asarray(groups))
+                   episodes, np.arange(len(episodes)) if groups is None else np.asarray(groups), budgets)
