@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs
-from llm_cmdp_env.static_scoring import DECODE_MODES, LENGTH_BUCKET, bucket, check_decode
+from llm_cmdp_env.static_scoring import DECODE_MODES, LENGTH_BUCKET, bucket, cache_arg, check_decode, decode_step
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
@@ -52,21 +52,10 @@ class StaticDecoder:
         self.policy = policy
         self.compiled = compiled
         self._caches: dict[tuple[int, int], Any] = {}
-        self._cache_arg = next(iter(cache_kwargs(policy.hf_model, None)))  # "cache" or "past_key_values"
-        self._step = self._compile() if compiled else self._forward
+        self._step = decode_step(policy.lm, cache_arg(policy.hf_model), "inputs_embeds", compiled, policy.device)
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
         self.t = 0
-
-    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 cache_position: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = self.policy.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                             cache_position=cache_position, use_cache=True, **{self._cache_arg: cache})
-        return out.logits[:, -1]
-
-    def _compile(self) -> Any:
-        cuda = self.policy.device.type == "cuda"
-        return torch.compile(self._forward, dynamic=False, mode="reduce-overhead" if cuda else None)
 
     def start(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
               max_new_tokens: int) -> torch.Tensor:

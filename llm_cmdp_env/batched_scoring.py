@@ -12,6 +12,7 @@ live episodes instead of growing forever.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -26,6 +27,17 @@ from llm_cmdp_env.hf_compat import (
 )
 from llm_cmdp_env.kv_cache import new_cache
 from llm_cmdp_env.scoring import left_pad, model_device
+
+
+def prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """One forward over the left-padded ``prompts`` on a fresh cache: their mask ``[r, L]``, their next-token
+    log-probs ``[r, V]`` (float32) and the filled cache (what a scorer splices into its rows)."""
+    ids, mask = left_pad(prompts, pad_id, device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                **cache_kwargs(model, new_cache(model)), **last_logits_kwargs(model))
+    return mask, torch.log_softmax(out.logits[:, -1].float(), dim=-1), output_cache(out)
 
 
 class BatchedScorer:
@@ -46,33 +58,20 @@ class BatchedScorer:
     def cache_length(self) -> int:
         return int(self.mask.shape[1])
 
-    def _call(self, input_ids, attention_mask, position_ids, cache):
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            **cache_kwargs(self.model, cache if cache is not None else new_cache(self.model)),
-            **last_logits_kwargs(self.model),
-        )
-
     @torch.inference_mode()
     def reset_rows(self, rows: Sequence[int], prompts: Sequence[Sequence[int]]) -> None:
         """Start new sequences ``prompts`` in ``rows`` (other rows are untouched)."""
         if len(rows) == 0:
             return
         r = len(rows)
-        ids, mask = left_pad(prompts, self.pad_id, self.device)
-        lp = ids.shape[1]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._call(ids, mask, pos, None)
-        new_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        new_kv = cache_layers(output_cache(out))
+        mask, new_logp, cache = prefill(self.model, prompts, self.pad_id, self.device)
+        lp = mask.shape[1]
+        new_kv = cache_layers(cache)
         rows_t = torch.as_tensor(list(rows), device=self.device)
 
         if self.cache is None or r == self.n and sorted(rows) == list(range(self.n)):
             order = torch.argsort(rows_t)
-            self.cache = output_cache(out)
+            self.cache = cache
             set_cache_layers(self.cache, [(k[order], v[order]) for k, v in new_kv])
             self.mask = mask[order].clone()
             self.logp = new_logp[order].clone()
@@ -113,7 +112,8 @@ class BatchedScorer:
         col = active.long()[:, None]
         self.mask = torch.cat([self.mask, col], dim=1)
         pos = self.lengths[:, None]
-        out = self._call(ids[:, None], decode_mask(self.model, self.mask), pos, self.cache)
+        out = self.model(input_ids=ids[:, None], attention_mask=decode_mask(self.model, self.mask), position_ids=pos,
+                         use_cache=True, **cache_kwargs(self.model, self.cache), **last_logits_kwargs(self.model))
         self.cache = output_cache(out)
         logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         assert self.logp is not None

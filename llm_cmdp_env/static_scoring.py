@@ -24,18 +24,18 @@ tested on the CPU (tests/test_static_scoring.py); not measured on a GPU (none wa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
-from llm_cmdp_env.batched_scoring import BatchedScorer
-from llm_cmdp_env.hf_compat import cache_kwargs, cache_layers, decode_mask, last_logits_kwargs, output_cache
-from llm_cmdp_env.kv_cache import new_cache
-from llm_cmdp_env.scoring import left_pad, model_device
+from llm_cmdp_env.batched_scoring import BatchedScorer, prefill
+from llm_cmdp_env.hf_compat import cache_kwargs, cache_layers, decode_mask
+from llm_cmdp_env.scoring import model_device
 
-__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticBatchedScorer", "bucket", "check_decode", "make_scorer"]
+__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticBatchedScorer", "bucket", "cache_arg", "check_decode",
+           "decode_step", "make_scorer"]
 
 DECODE_MODES = ("eager", "static", "compiled")
 """How an incremental forward runs: the growing cache (eager), a fixed-size cache (static), the same compiled."""
@@ -53,6 +53,30 @@ def check_decode(mode: str) -> str:
 def bucket(length: int) -> int:
     """``length`` rounded up to a multiple of :data:`LENGTH_BUCKET`."""
     return -(-int(length) // LENGTH_BUCKET) * LENGTH_BUCKET
+
+
+def cache_arg(model: torch.nn.Module) -> str:
+    """The name under which ``model``'s forward takes its cache (``cache`` or ``past_key_values``)."""
+    return next(iter(cache_kwargs(model, None)))
+
+
+def decode_step(model: torch.nn.Module, cache_kw: str, input_name: str, compiled: bool,
+                device: torch.device) -> Callable[..., torch.Tensor]:
+    """A one-token step on a static cache, ``(inputs, mask, positions, cache_position, cache) -> logits [B, V]``
+    (``inputs`` passed as ``input_name``: ``input_ids`` or ``inputs_embeds``), every call of the same shapes;
+    ``compiled``: through ``torch.compile`` (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA; its output
+    buffer is overwritten by the next call, so use or copy it first). The env's scorer and the agent's sampler
+    both step this way."""
+
+    def step(inputs: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor,
+             cache: Any) -> torch.Tensor:
+        out = model(**{input_name: inputs}, attention_mask=mask, position_ids=positions,
+                    cache_position=cache_position, use_cache=True, **{cache_kw: cache})
+        return out.logits[:, -1]
+
+    if not compiled:
+        return step
+    return torch.compile(step, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 def make_scorer(model: PreTrainedModel, n: int, pad_id: int, decode: str, episode_length: int) -> Any:
@@ -75,8 +99,7 @@ class StaticBatchedScorer:
         self.compiled = compiled
         self.device = model_device(model)
         self.capacity = bucket(episode_length + 1) + int(slack)
-        self._cache_arg = next(iter(cache_kwargs(model, None)))  # "cache" or "past_key_values"
-        self._step = self._compile() if compiled else self._forward
+        self._step = decode_step(model, cache_arg(model), "input_ids", compiled, self.device)
         self.cache: Any = None
         self.col = 0
         self.compactions = 0
@@ -88,16 +111,6 @@ class StaticBatchedScorer:
     def cache_length(self) -> int:
         """Columns in use (the eager scorer's cache length)."""
         return self.col
-
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 cache_position: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position,
-                         use_cache=True, **{self._cache_arg: cache})
-        return out.logits[:, -1]
-
-    def _compile(self) -> Any:
-        cuda = self.device.type == "cuda"
-        return torch.compile(self._forward, dynamic=False, mode="reduce-overhead" if cuda else None)
 
     def _layers(self) -> list[Any]:
         return list(self.cache.layers)
@@ -134,15 +147,11 @@ class StaticBatchedScorer:
         """Start new sequences ``prompts`` in ``rows`` (other rows are untouched)."""
         if len(rows) == 0:
             return
-        ids, mask = left_pad(prompts, self.pad_id, self.device)
-        lp = ids.shape[1]
+        lp = max(len(p) for p in prompts)
         if lp > self.capacity:
             raise ValueError(f"a prompt of {lp} tokens does not fit the static cache ({self.capacity} columns)")
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                         **cache_kwargs(self.model, new_cache(self.model)), **last_logits_kwargs(self.model))
-        new_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        new_kv = cache_layers(output_cache(out))
+        mask, new_logp, cache = prefill(self.model, prompts, self.pad_id, self.device)
+        new_kv = cache_layers(cache)
         rows_t = torch.as_tensor(list(rows), device=self.device)
         if self.cache is None:
             self.cache = self._new_cache(new_kv)
