@@ -121,16 +121,11 @@ def parameters_per_rank(policy: LLMPolicy) -> int:
     return sum(int(p.to_local().numel() if hasattr(p, "to_local") else p.numel()) for p in policy.parameters())
 
 
-def sharding(policy: LLMPolicy) -> Sharding | None:
-    """The policy's :class:`Sharding`, or None when it is not sharded."""
-    return policy.sharding
-
-
 @contextlib.contextmanager
 def gathered(policy: LLMPolicy) -> Iterator[None]:
     """Within: forwards of a sharded policy may run outside its root's forward (sampling, no-grad scoring), every
     rank in lockstep. Nothing happens for a policy that is not sharded."""
-    s = sharding(policy)
+    s = policy.sharding
     if s is None:
         yield
         return
@@ -143,13 +138,21 @@ def gathered(policy: LLMPolicy) -> Iterator[None]:
 
 def lockstep(policy: LLMPolicy) -> Callable[[bool], bool] | None:
     """The sampler's ``stop_together`` for a sharded policy (stop when every rank is done), else None."""
-    s = sharding(policy)
+    s = policy.sharding
     return None if s is None else s.world.all_true
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
+_ROOT = "policy."
+"""The prefix of the policy's tensors in its :class:`ActionEvaluator`'s state dicts."""
+
+
+def _unprefixed(state: dict[str, Any]) -> dict[str, Any]:
+    return {k[len(_ROOT):]: v for k, v in state.items()}
+
+
 def _dcp_module(policy: LLMPolicy) -> tuple[torch.nn.Module, bool]:
-    s = sharding(policy)
+    s = policy.sharding
     return (s.root, True) if s is not None else (ActionEvaluator(policy), False)
 
 
@@ -173,9 +176,8 @@ def training_state(policy: LLMPolicy, optimizer: torch.optim.Optimizer,
     options = StateDictOptions(full_state_dict=True, cpu_offload=sharded)
     model = get_model_state_dict(module, options=options)
     optim = get_optimizer_state_dict(module, optimizer, options=options)
-    names = {n for n, p in policy.named_parameters() if p.requires_grad}
-    prefix = "policy."
-    return {k[len(prefix):]: v for k, v in model.items() if k[len(prefix):] in names}, optim
+    names = policy.trainable_names()
+    return {k: v for k, v in _unprefixed(model).items() if k in names}, optim
 
 
 def load_training_state(policy: LLMPolicy, optimizer: torch.optim.Optimizer, model: dict[str, Any],
@@ -191,13 +193,10 @@ def load_training_state(policy: LLMPolicy, optimizer: torch.optim.Optimizer, mod
         set_optimizer_state_dict,
     )
 
-    names = {n for n, p in policy.named_parameters() if p.requires_grad}
-    if set(model) != names:
-        raise ValueError(f"checkpoint does not match the policy: missing {sorted(names - set(model))[:5]}, "
-                         f"unexpected {sorted(set(model) - names)[:5]}")
+    policy.check_trainable_state(model)
     module, _ = _dcp_module(policy)
     options = StateDictOptions(full_state_dict=True, strict=False)
-    set_model_state_dict(module, {f"policy.{k}": v for k, v in model.items()}, options=options)
+    set_model_state_dict(module, {_ROOT + k: v for k, v in model.items()}, options=options)
     set_optimizer_state_dict(module, optimizer, optim, options=options)
 
 
@@ -205,7 +204,7 @@ def unsharded_copy(policy: LLMPolicy, build: Callable[[], LLMPolicy]) -> LLMPoli
     """A plain (unsharded, CPU) copy of a sharded policy's weights on rank 0, None on the other ranks; a
     collective. ``build`` makes a fresh policy of the same architecture to load them into (e.g. to write the
     final model with ``save_pretrained``). A policy that is not sharded is returned as is."""
-    s = sharding(policy)
+    s = policy.sharding
     if s is None:
         return policy
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -214,5 +213,5 @@ def unsharded_copy(policy: LLMPolicy, build: Callable[[], LLMPolicy]) -> LLMPoli
     if not s.world.is_main:
         return None
     copy = build()
-    copy.load_state_dict({k[len("policy."):]: v for k, v in full.items()}, strict=True)
+    copy.load_state_dict(_unprefixed(full), strict=True)
     return copy

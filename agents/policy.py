@@ -322,19 +322,26 @@ class LLMPolicy(nn.Module):
         policy.model_spec = str(path)
         return policy
 
+    def trainable_names(self) -> set[str]:
+        """The names of the trained tensors (everything with ``requires_grad``)."""
+        return {n for n, p in self.named_parameters() if p.requires_grad}
+
+    def check_trainable_state(self, state: dict[str, Any]) -> None:
+        """A ValueError unless ``state`` holds exactly the trained tensors (names only)."""
+        names = self.trainable_names()
+        missing, unexpected = names - set(state), set(state) - names
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not match the policy: missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]}")
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The trained tensors only (everything with ``requires_grad``): what a checkpoint must hold."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        """The trained tensors only: what a checkpoint must hold."""
+        names = self.trainable_names()
         return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`trainable_state_dict` output; every trainable tensor must be present."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        missing = names - set(state)
-        unexpected = set(state) - names
-        if missing or unexpected:
-            raise ValueError(f"checkpoint does not match the policy: missing {sorted(missing)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}")
+        self.check_trainable_state(state)
         self.load_state_dict(state, strict=False)
 
 
