@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
 
-__all__ = ["ALGOS", "RL_ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
+__all__ = ["ALGOS", "PARALLEL", "RL_ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
 
 def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
     """``cls(**d)`` after checking every key is a field (unknown keys are an error naming the accepted ones)."""
@@ -25,6 +25,8 @@ def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
 ALGOS = ("ppo", "grpo", "gkd", "minillm")
 # algorithms whose loss is a policy gradient on the wrapper stack's reward (the others distil: see distill_losses)
 RL_ALGOS = ("ppo", "grpo")
+# how a data-parallel run spreads the student (llm_cmdp_agents.data_parallel)
+PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass
@@ -128,8 +130,8 @@ class TrainConfig:
         for name in ("gkd_beta", "gkd_lambda"):
             setattr(self, name, check_real(getattr(self, name), name, low=0.0, high=1.0))
         self.distill_coef = check_real(self.distill_coef, "distill_coef", nonnegative=True)
-        if self.parallel not in ("ddp", "fsdp"):
-            raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if self.parallel not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.distill_coef and self.algo not in RL_ALGOS:
             raise ValueError(f"distill_coef adds the JSD to PPO's or GRPO's loss; {self.algo!r} has its own "
                              "distillation loss")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llm_cmdp_agents.config import PARALLEL
 from llm_cmdp_agents.distributed import World
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["PARALLEL", "ActionEvaluator", "Sharding", "gathered", "load_training_state", "lockstep",
            "parameters_per_rank", "shard_policy", "training_forward", "training_state", "unsharded_copy"]
 
-PARALLEL = ("ddp", "fsdp")
-"""The values of ``TrainConfig.parallel``."""
 
 
 class ActionEvaluator(torch.nn.Module):

@@ -107,7 +107,7 @@ def policy_options() -> list[Opt]:
 
 def train_options() -> list[Opt]:
     """The trainer's options (TrainConfig fields)."""
-    from llm_cmdp_agents.config import ALGOS  # light: no torch
+    from llm_cmdp_agents.config import ALGOS, PARALLEL  # light: no torch
 
     t = "train"
     return [
@@ -130,7 +130,7 @@ def train_options() -> list[Opt]:
         Opt("--checkpoint-every", t, "checkpoint_every", "keep a numbered checkpoint every this many updates "
             "(0: only latest.pt, at the end and on Ctrl-C)", type=int),
         Opt("--parallel", t, "parallel", "under torchrun: ddp (a copy of the student per rank) or fsdp (the student "
-            "sharded over the ranks; docs/distributed.md)", choices=("ddp", "fsdp")),
+            "sharded over the ranks; docs/distributed.md)", choices=PARALLEL),
     ]
 
 
