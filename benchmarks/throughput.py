@@ -414,15 +414,20 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
             "env_step": t_raw / t_env}
     if bandwidth_gbs:
         weight_bytes = sum(p.numel() * p.element_size() for p in teacher.parameters())
-        res["weight_bandwidth_fraction"] = {
-            "raw_step": {b: tps / b * weight_bytes / (bandwidth_gbs * 1e9) for b, tps in res["raw_step"].items()},
-            "env_step": {b: tps / b * weight_bytes / (bandwidth_gbs * 1e9) for b, tps in res["env_step"].items()},
-            **{k: res[k]["ours_tokens_per_s"] / res[k]["batch"] * weight_bytes / (bandwidth_gbs * 1e9)
-               for k in ("sampler", "sampler_compiled") if k in res}}
+
+        def fraction(tokens_per_s: float, batch: int) -> float:
+            """Decode steps/s x weight bytes over the bandwidth: how close a step is to reading the weights once."""
+            return tokens_per_s / batch * weight_bytes / (bandwidth_gbs * 1e9)
+
+        frac = res["weight_bandwidth_fraction"] = {
+            "raw_step": {b: fraction(tps, b) for b, tps in res["raw_step"].items()},
+            "env_step": {b: fraction(tps, b) for b, tps in res["env_step"].items()}}
+        for k in ("sampler", "sampler_compiled"):
+            if k in res:
+                frac[k] = fraction(res[k]["ours_tokens_per_s"], res[k]["batch"])
         if "env_step_compiled" in res:
-            row = res["env_step_compiled"]
-            res["weight_bandwidth_fraction"]["env_step_compiled"] = (
-                row["env_tokens_per_s"] / row["batch"] * weight_bytes / (bandwidth_gbs * 1e9))
+            frac["env_step_compiled"] = fraction(res["env_step_compiled"]["env_tokens_per_s"],
+                                                 res["env_step_compiled"]["batch"])
     bar.update(1)
     res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
         kwargs, 128, eos, vocab)
