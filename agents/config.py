@@ -186,7 +186,7 @@ class PolicyConfig:
     lora: dict[str, Any] | None = None
     gradient_checkpointing: bool = False
     budget_conditioning: bool | None = None  # None: on iff the constraint is "saute"
-    decode: str = "eager"  # the sampler's decode: eager, static or compiled (llm_cmdp_agents.static_decode)
+    decode: str = "eager"  # the sampler's decode: eager, static, compiled or cudagraph (llm_cmdp_agents.static_decode)
 
 
 @dataclass

@@ -106,8 +106,9 @@ class LLMPolicy(nn.Module):
     model_kwargs : dict, optional
         Extra ``from_pretrained`` arguments when ``model`` is a name.
     decode : str
-        How the sampler decodes: ``"eager"`` (default), ``"static"`` or ``"compiled"`` (a fixed-size KV cache
-        and a compiled step; see :mod:`llm_cmdp_agents.static_decode`).
+        How the sampler decodes: ``"eager"`` (default), ``"static"`` (a fixed-size KV cache), ``"compiled"``
+        (the same, compiled) or ``"cudagraph"`` (the same, replayed from a CUDA graph; CUDA only); see
+        :mod:`llm_cmdp_agents.static_decode`.
     """
 
     def __init__(
@@ -124,8 +125,8 @@ class LLMPolicy(nn.Module):
         decode: str = "eager",
     ) -> None:
         super().__init__()
-        self.decode = check_decode(decode)
         self.device = resolve_device(device)
+        self.decode = check_decode(decode, self.device)
         self.bf16_autocast = bool(bf16_autocast)
         if isinstance(model, PreTrainedModel):
             hf = model

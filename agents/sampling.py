@@ -130,8 +130,9 @@ def sample(
         ``stop_together(all_my_rows_done) -> bool``: when given, the loop stops only when it returns True (ranks
         whose forwards must stay in lockstep, e.g. FSDP, pass ``World.all_true``).
     decode : str
-        ``"eager"`` (growing cache), ``"static"`` (fixed-size cache) or ``"compiled"`` (fixed-size cache and a
-        compiled step: CUDA graphs on a GPU); see :mod:`llm_cmdp_agents.static_decode`. Same numbers in every
+        ``"eager"`` (growing cache), ``"static"`` (fixed-size cache), ``"compiled"`` (fixed-size cache and a
+        compiled step: CUDA graphs on a GPU) or ``"cudagraph"`` (fixed-size cache, the step replayed from a CUDA
+        graph without compiling; CUDA only); see :mod:`llm_cmdp_agents.static_decode`. Same numbers in every
         mode.
     """
     check_real(temperature, "temperature (use greedy=True for arg-max)", positive=True)
@@ -154,7 +155,7 @@ def sample(
     z = budget0.to(device).float() if budget0 is not None else None
     lm = policy.lm
     mode = check_decode(decode)
-    static = decoder_for(policy, mode == "compiled") if mode != "eager" else None
+    static = decoder_for(policy, mode) if mode != "eager" else None
     cache = new_cache(policy.hf_model) if static is None else None
     with policy.autocast():
         embeds = policy.input_embeddings(ids, None if z is None else z[:, None].expand_as(ids))

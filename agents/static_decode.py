@@ -9,10 +9,12 @@ with ``mode="reduce-overhead"``, replay it as a CUDA graph.
 
 Modes (``sample(decode=...)``, ``PolicyConfig.decode``, ``llm-cmdp train --decode``): ``"eager"`` (the
 default: the growing cache of :mod:`llm_cmdp_env.kv_cache`), ``"static"`` (the static cache, not compiled: what
-the compiled step computes, testable anywhere), ``"compiled"`` (static + ``torch.compile``). All modes give the
-same tokens and log-probs to float tolerance on a CPU (``tests/test_static_decode.py``). ``"compiled"`` is not
-the default on CUDA yet: it has not been measured or checked on a GPU (no GPU was available); on a CPU compiling
-costs ~40 s per shape and measured no faster than eager (docs/performance.md).
+the compiled step computes, testable anywhere), ``"compiled"`` (static + ``torch.compile``), ``"cudagraph"``
+(static, replayed from a CUDA graph without compiling: :mod:`llm_cmdp_env.cuda_graph`; CUDA only). All modes
+give the same tokens and log-probs to float tolerance on a CPU (``tests/test_static_decode.py``, and
+``tests/test_cuda_graph.py`` for the graph mode through a re-running stand-in for the graph). Neither graph mode
+is the default on CUDA yet: not measured or checked on a GPU (no GPU was available); on a CPU compiling costs
+~40 s per shape and measured no faster than eager (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llm_cmdp_env.decode_modes import DECODE_MODES, REUSES_OUTPUT, check_decode
 from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs
-from llm_cmdp_env.static_scoring import DECODE_MODES, LENGTH_BUCKET, bucket, cache_arg, check_decode, decode_step
+from llm_cmdp_env.static_scoring import LENGTH_BUCKET, bucket, cache_arg, decode_step
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
@@ -33,13 +36,13 @@ __all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticDecoder", "check_decode", "de
 _DECODERS: weakref.WeakKeyDictionary[Any, StaticDecoder] = weakref.WeakKeyDictionary()
 
 
-def decoder_for(policy: LLMPolicy, compiled: bool) -> StaticDecoder:
-    """The policy's decoder (one per policy and mode, kept while the policy lives: its caches and compiled step
-    are reused across calls)."""
+def decoder_for(policy: LLMPolicy, mode: str) -> StaticDecoder:
+    """The policy's decoder for a static ``mode`` (one per policy and mode, kept while the policy lives: its
+    caches and compiled step or graphs are reused across calls)."""
     key = policy
     dec = _DECODERS.get(key)
-    if dec is None or dec.compiled != compiled:
-        dec = StaticDecoder(policy, compiled)
+    if dec is None or dec.mode != mode:
+        dec = StaticDecoder(policy, mode)
         _DECODERS[key] = dec
     return dec
 
@@ -48,11 +51,11 @@ class StaticDecoder:
     """Prefill and one-token steps of ``policy`` on a static KV cache (one cache per batch size and length
     bucket, reset between uses)."""
 
-    def __init__(self, policy: LLMPolicy, compiled: bool) -> None:
+    def __init__(self, policy: LLMPolicy, mode: str) -> None:
         self.policy = policy
-        self.compiled = compiled
+        self.mode = mode
         self._caches: dict[tuple[int, int], Any] = {}
-        self._step = decode_step(policy.lm, cache_arg(policy.hf_model), "inputs_embeds", compiled, policy.device)
+        self._step = decode_step(policy.lm, cache_arg(policy.hf_model), "inputs_embeds", mode, policy.device)
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
         self.t = 0
@@ -80,10 +83,10 @@ class StaticDecoder:
 
     def step(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token for every row (``embeds`` ``[B, 1, H]``, ``positions`` ``[B, 1]``); returns logits ``[B, V]``
-        (a copy: a CUDA graph's output buffer is overwritten by its next replay)."""
+        (a copy where the step reuses its output buffer: a CUDA graph's is overwritten by its next replay)."""
         assert self.mask is not None, "start() first"
         self.mask[:, self.t] = 1
         cp = torch.tensor([self.t], device=self.mask.device)
         logits = self._step(embeds, self.mask, positions, cp, self.cache)
         self.t += 1
-        return logits.clone() if self.compiled else logits
+        return logits.clone() if self.mode in REUSES_OUTPUT else logits

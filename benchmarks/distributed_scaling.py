@@ -39,7 +39,8 @@ def run(procs: int, threads: int, updates: int, prompts: int, device: str, paral
                 "cuda" if device == "cuda" else "cpu", "--parallel", parallel, "--out", str(out)]
         launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)] if procs > 1
                     else [sys.executable])
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         t0 = time.perf_counter()
         # a fresh parent per run, so its children's peak RSS is this run's largest process (KiB)
         measured = subprocess.run([sys.executable, "-c", _PEAK_RSS, *launcher, "-m", "llm_cmdp_env.cli", *args],

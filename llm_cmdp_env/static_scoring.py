@@ -18,8 +18,10 @@ graph, and on a GPU its per-step Python and kernel launches, not the hardware, b
   slack, so this happens at most once every ``LENGTH_BUCKET`` steps.
 
 Every decode step therefore has the same shapes: ``"compiled"`` runs it through ``torch.compile``
-(``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA). Same per-token costs as eager to float tolerance,
-tested on the CPU (tests/test_static_scoring.py); not measured on a GPU (none was lent), so not the default.
+(``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA); ``"cudagraph"`` (CUDA only) captures the uncompiled
+step in a CUDA graph directly (:mod:`llm_cmdp_env.cuda_graph`: no compile time, the static step's kernels).
+Same per-token costs as eager to float tolerance, tested on the CPU (tests/test_static_scoring.py; the graph's
+buffer discipline through a re-running stand-in); not measured on a GPU (none was lent), so not the default.
 """
 
 from __future__ import annotations
@@ -31,23 +33,16 @@ import torch
 from transformers import PreTrainedModel
 
 from llm_cmdp_env.batched_scoring import BatchedScorer, prefill
+from llm_cmdp_env.cuda_graph import GraphedStep
+from llm_cmdp_env.decode_modes import DECODE_MODES, REUSES_OUTPUT, check_decode
 from llm_cmdp_env.hf_compat import cache_kwargs, cache_layers, decode_mask
 from llm_cmdp_env.scoring import model_device
 
-__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticBatchedScorer", "bucket", "cache_arg", "check_decode",
-           "decode_step", "make_scorer"]
+__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "REUSES_OUTPUT", "StaticBatchedScorer", "bucket", "cache_arg",
+           "check_decode", "decode_step", "make_scorer"]
 
-DECODE_MODES = ("eager", "static", "compiled")
-"""How an incremental forward runs: the growing cache (eager), a fixed-size cache (static), the same compiled."""
 LENGTH_BUCKET = 64
 """Static cache lengths are rounded up to a multiple of this (fewer shapes, fewer recompilations)."""
-
-
-def check_decode(mode: str) -> str:
-    """``mode`` if it is one of :data:`DECODE_MODES`, else a ValueError naming them."""
-    if mode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {DECODE_MODES}, got {mode!r}")
-    return mode
 
 
 def bucket(length: int) -> int:
@@ -60,13 +55,15 @@ def cache_arg(model: torch.nn.Module) -> str:
     return next(iter(cache_kwargs(model, None)))
 
 
-def decode_step(model: torch.nn.Module, cache_kw: str, input_name: str, compiled: bool,
+def decode_step(model: torch.nn.Module, cache_kw: str, input_name: str, mode: str,
                 device: torch.device) -> Callable[..., torch.Tensor]:
     """A one-token step on a static cache, ``(inputs, mask, positions, cache_position, cache) -> logits [B, V]``
-    (``inputs`` passed as ``input_name``: ``input_ids`` or ``inputs_embeds``), every call of the same shapes;
-    ``compiled``: through ``torch.compile`` (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA; its output
-    buffer is overwritten by the next call, so use or copy it first). The env's scorer and the agent's sampler
-    both step this way."""
+    (``inputs`` passed as ``input_name``: ``input_ids`` or ``inputs_embeds``), every call of the same shapes.
+    ``mode`` (a static one of :data:`DECODE_MODES`): ``"static"`` runs it as is; ``"compiled"`` through
+    ``torch.compile`` (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA); ``"cudagraph"`` replays it from a
+    CUDA graph (:class:`~llm_cmdp_env.cuda_graph.GraphedStep`). In the last two the output buffer is overwritten
+    by the next call (:data:`REUSES_OUTPUT`): use or copy it first. The env's scorer and the agent's sampler both
+    step this way."""
 
     def step(inputs: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor,
              cache: Any) -> torch.Tensor:
@@ -74,17 +71,21 @@ def decode_step(model: torch.nn.Module, cache_kw: str, input_name: str, compiled
                     cache_position=cache_position, use_cache=True, **{cache_kw: cache})
         return out.logits[:, -1]
 
-    if not compiled:
-        return step
-    return torch.compile(step, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+    if check_decode(mode) == "cudagraph":
+        return GraphedStep(step, device)
+    if mode == "compiled":
+        return torch.compile(step, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+    if mode != "static":
+        raise ValueError(f"decode_step runs a static-cache mode, not {mode!r}")
+    return step
 
 
 def make_scorer(model: PreTrainedModel, n: int, pad_id: int, decode: str, episode_length: int) -> Any:
-    """The vector env's scorer for ``decode``: eager (:class:`BatchedScorer`) or static/compiled
+    """The vector env's scorer for ``decode``: eager (:class:`BatchedScorer`) or a static mode
     (:class:`StaticBatchedScorer` sized for episodes of up to ``episode_length`` tokens, prompt included)."""
     if check_decode(decode) == "eager":
         return BatchedScorer(model, n, pad_id=pad_id)
-    return StaticBatchedScorer(model, n, episode_length, pad_id=pad_id, compiled=decode == "compiled")
+    return StaticBatchedScorer(model, n, episode_length, pad_id=pad_id, mode=decode)
 
 
 class StaticBatchedScorer:
@@ -92,14 +93,14 @@ class StaticBatchedScorer:
     ``release_rows``, ``logp``, ``lengths``) on a fixed-size KV cache; see the module docstring."""
 
     def __init__(self, model: PreTrainedModel, n: int, episode_length: int, pad_id: int = 0,
-                 compiled: bool = False, slack: int = LENGTH_BUCKET) -> None:
+                 mode: str = "static", slack: int = LENGTH_BUCKET) -> None:
         self.model = model
         self.n = n
         self.pad_id = pad_id
-        self.compiled = compiled
+        self.mode = mode
         self.device = model_device(model)
         self.capacity = bucket(episode_length + 1) + int(slack)
-        self._step = decode_step(model, cache_arg(model), "input_ids", compiled, self.device)
+        self._step = decode_step(model, cache_arg(model), "input_ids", mode, self.device)
         self.cache: Any = None
         self.col = 0
         self.compactions = 0

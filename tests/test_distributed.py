@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from llm_cmdp_agents.distributed import World
+from tests.child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def _run(tiny_dir: Path, out: Path, procs: int, updates: int = 3, resume: bool =
              "--checkpoint-every", "1", "--out", str(out), *extra])
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)] if procs > 1
                 else [sys.executable])
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = child_env()
     return subprocess.run([*launcher, "-m", "llm_cmdp_env.cli", *args], env=env, capture_output=True, text=True,
                           timeout=300)
 
@@ -136,7 +137,7 @@ def test_a_dead_rank_stops_the_job(tiny_dir, tmp_path):
     args = ["train", "--teacher", str(tiny_dir / "teacher"), "--model", str(tiny_dir / "student"),
             "--max-new-tokens", "8", "--max-prompt-tokens", "160", "--updates", "10000", "--prompts-per-update", "4",
             "--minibatch-size", "2", "--eval-n", "0", "--threads", "1", "--no-progress", "--out", str(out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = child_env()
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
                             "llm_cmdp_env.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True, start_new_session=True)

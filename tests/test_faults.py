@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm_cmdp_env import verify
+from tests.child_env import child_env
 
 # ---- the answer checker
 
@@ -295,7 +296,7 @@ time.sleep(60)
 @linux_only
 def test_worker_exits_when_its_parent_is_killed():
     root = Path(verify.__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=env, cwd=root)
     try:
         timer = threading.Timer(30, child.kill)  # never hang the test on a broken child
@@ -470,7 +471,7 @@ def _train_args(tiny_dir, run: Path, updates: int = 4) -> list[str]:
 
 
 def _cli(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = child_env()
     return subprocess.Popen([sys.executable, "-m", "llm_cmdp_env.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -34,7 +34,7 @@ def test_static_cache_decode_equals_eager(tiny_dir, greedy):
     # reused caches: another batch shape, then the first again (reset between uses)
     _run(policy, "static", greedy, prompts=PROMPTS[:2], n_tokens=70)
     _same(eager, _run(policy, "static", greedy))
-    assert {length % LENGTH_BUCKET for _, length in decoder_for(policy, False)._caches} == {0}
+    assert {length % LENGTH_BUCKET for _, length in decoder_for(policy, "static")._caches} == {0}
 
 
 def test_static_decode_with_budget_conditioning_and_full_logprobs(tiny_dir):

@@ -92,6 +92,8 @@ def env_options(divergences: Sequence[str], constraints: Sequence[str]) -> list[
 
 
 def policy_options() -> list[Opt]:
+    from llm_cmdp_env.decode_modes import DECODE_MODES  # light: no torch
+
     return [
         Opt("--model", "policy", "model", "the student to train: zoo:student, a model folder, or a Hugging Face id"),
         Opt("--device", "policy", "device", "device of the policy (auto: cuda if present, else cpu)"),
@@ -99,9 +101,9 @@ def policy_options() -> list[Opt]:
             "0: off)", type=int, apply=_set_lora, shown_default=0),
         Opt("--gradient-checkpointing", "policy", "gradient_checkpointing", "recompute activations in the backward "
             "pass (less memory, ~30%% slower)", flag_only=True),
-        Opt("--decode", "policy", "decode", "the sampler's decoding: eager, static (fixed-size KV cache) or compiled "
-            "(static + torch.compile; CUDA graphs on a GPU, not yet measured there)",
-            choices=("eager", "static", "compiled")),
+        Opt("--decode", "policy", "decode", "the sampler's decoding: eager, static (fixed-size KV cache), compiled "
+            "(static + torch.compile; CUDA graphs on a GPU) or cudagraph (static replayed from a CUDA graph, no "
+            "compiling; CUDA only); the graph modes are not yet measured on a GPU", choices=DECODE_MODES),
     ]
 
 

@@ -38,8 +38,9 @@ class MathDistillVectorEnv(VectorEnv):
     ``options={"reset_mask": mask}`` resets only the masked rows.
     decode : str
         How the teacher's (and a student model's) incremental forward runs: ``"eager"`` (default, a growing
-        cache), ``"static"`` (a fixed-size cache) or ``"compiled"`` (the same step through ``torch.compile``:
-        CUDA graphs on a GPU); same costs to float tolerance (see :mod:`llm_cmdp_env.static_scoring`).
+        cache), ``"static"`` (a fixed-size cache), ``"compiled"`` (the same step through ``torch.compile``:
+        CUDA graphs on a GPU) or ``"cudagraph"`` (the same step replayed from a CUDA graph, no compiling; CUDA
+        only); same costs to float tolerance (see :mod:`llm_cmdp_env.static_scoring`).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
@@ -51,6 +52,7 @@ class MathDistillVectorEnv(VectorEnv):
             raise ValueError(f"render_mode must be 'ansi' or None for the vector env, got {render_mode!r}")
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
+        check_decode(decode)  # the name, before any model loads
         self.setup = su = DistillSetup(**kwargs)
         self.tokenizer = su.tokenizer
         self.max_new_tokens = su.max_new_tokens
@@ -60,7 +62,7 @@ class MathDistillVectorEnv(VectorEnv):
         self.observation_space = batch_space(su.observation_space, self.num_envs)
         self.action_space = batch_space(su.action_space, self.num_envs)
         n, length = self.num_envs, su.obs_length
-        self.decode = check_decode(decode)
+        self.decode = check_decode(decode, su.device)
         episode = su.max_prompt_tokens + su.max_new_tokens
         self._teacher = make_scorer(su.teacher, n, su.pad_id, decode, episode)
         self._student = make_scorer(su.student, n, su.pad_id, decode, episode) if su.uses_student_model else None
