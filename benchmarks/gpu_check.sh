@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# GPU check: short runs on one CUDA device (bf16), under 6 minutes on an H100/H200; every step has its own time
-# limit, writes its JSON into one folder, and the script ends with one summary line per target of issue 11.
+# GPU check: short runs on one CUDA device (bf16), under 6 minutes on an H100/H200 (the step limits add up to
+# 6 minutes); each step has its own time limit, writes its JSON into one folder (throughput JSON after every
+# stage, so a step stopped by its limit keeps what it finished), and the script ends with one summary line per
+# target of issue 11 (benchmarks/gpu_summary.py).
+#
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]      (default runs/gpu_check)
-# A machine without gymnasium/math-verify/stable-baselines3: install them first (pip install --no-deps ...).
+# On a machine without gymnasium/math-verify/stable-baselines3 (the GPU machine): run benchmarks/gpu_wheels.sh
+# where PyPI answers and carry .whl/ with the tree; benchmarks/gpu_env.sh installs them and puts the package on
+# PYTHONPATH (no pip install of the package needed).
+# GPU_CHECK_DRY=1: the same steps on the CPU at smoke sizes, to try the script's plumbing where no GPU is.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-runs/gpu_check}}"
 mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1
-PY="${PYTHON:-python}"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+export PYTHON="$PY"
+. benchmarks/gpu_env.sh
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output, never stop the script
   local name="$1" limit="$2"
@@ -21,53 +29,27 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
   echo "-- $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/steps.txt"
 }
 
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print('device:', torch.cuda.get_device_name(0))" || exit 1
+if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
+  DEV=cpu; SIZE=--smoke; MODELS=shipped; MODES=static; COMPILED_MODES=static; DTYPE=float32; UPDATES=1; N=8
+else
+  DEV=cuda; SIZE=--quick; MODELS=qwen2-0.5b-shape,qwen2-1.5b-shape; MODES=cudagraph
+  COMPILED_MODES=compiled,cudagraph; DTYPE=bfloat16; UPDATES=10; N=64
+  "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print('device:', torch.cuda.get_device_name(0), 'torch', torch.__version__)" || exit 1
+fi
+TP=(benchmarks/throughput.py "$SIZE" --device "$DEV" --dtype "$DTYPE")
 
-step tests_cuda 90 "$PY" -m pytest -q tests/test_cuda.py tests/test_static_decode.py
-# env / fast path / sampler against the raw forward, bf16: the shipped teacher and the Qwen2.5-0.5B shape
-step throughput_small 90 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 \
-  --models shipped --json "$OUT/throughput_small.json"
-step throughput_qwen 150 "$PY" benchmarks/throughput.py --quick --device cuda --dtype bfloat16 \
-  --models qwen2-0.5b-shape,qwen2-1.5b-shape --json "$OUT/throughput_qwen.json"
-# a short PPO training on the shipped pair on the GPU
-step train_ppo 90 "$PY" -m llm_cmdp_env.cli train --constraint learned-lagrangian --budget 15 --algo ppo \
-  --updates 10 --prompts-per-update 64 --minibatch-size 32 --lr 3e-5 --device cuda --env-device cuda \
-  --env-dtype bfloat16 --eval-n 256 --checkpoint-every 0 --out "$OUT/train_ppo" --no-progress --json
+# 1. CUDA parity: the env on the device, bf16, the compiled and graph-replayed decode against eager
+step tests_cuda 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_graph.py
+# 2. env / fast path / sampler / graph-replayed decode against the raw forward, both Qwen2.5 shapes (no compiling)
+step throughput_qwen 150 "$PY" "${TP[@]}" --models "$MODELS" --decode-modes "$MODES" \
+  --json "$OUT/throughput_qwen.json"
+# 3. torch.compile'd decode (Inductor + CUDA graphs) on the 0.5B shape: the sampler and the env step only
+step throughput_qwen_compiled 90 "$PY" "${TP[@]}" --models "${MODELS%%,*}" --decode-modes "$COMPILED_MODES" \
+  --stages sampler,modes --json "$OUT/throughput_qwen_compiled.json"
+# 4. a short PPO training on the shipped pair on the device
+step train_ppo 60 "$PY" -m llm_cmdp_env.cli train --constraint learned-lagrangian --budget 15 --algo ppo \
+  --updates "$UPDATES" --prompts-per-update "$N" --minibatch-size $((N / 2)) --lr 3e-5 --device "$DEV" \
+  --env-device "$DEV" --env-dtype "$DTYPE" --eval-n $((N * 4)) --checkpoint-every 0 --out "$OUT/train_ppo" \
+  --no-progress --json
 
-"$PY" - "$OUT" <<'EOF'
-import json, sys
-from pathlib import Path
-
-out = Path(sys.argv[1])
-def load(name):
-    p = out / f"{name}.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-print("== summary (targets of issue 11) ==")
-q = load("throughput_qwen")
-for name in ("qwen2-0.5b-shape", "qwen2-1.5b-shape"):
-    m = (q or {}).get("models", {}).get(name)
-    if m is None:
-        print(f"{name}: not measured (see {out}/throughput_qwen.txt)")
-        continue
-    print(f"{name}: fast path / raw forward {m['fast_vs_raw']:.2f} (target >= 0.9)")
-    print(f"{name}: env / raw step {', '.join(f'b{b} {r:.2f}' for b, r in m['env_vs_raw'].items())} (target >= 0.9)")
-    print(f"{name}: compiled / eager sampler {m['compiled_vs_eager']} (target >= 4 at batch 64; env_step: no "
-          "compiled path)")
-    print(f"{name}: weight-bandwidth fraction {m.get('weight_bandwidth_fraction')}")
-    print(f"{name}: sampler / generate() {m['sampler_vs_generate']} (target >= 1)")
-    print(f"{name}: peak memory GiB {m['peak_mem_gib']}")
-s = load("throughput_small")
-if s:
-    m = s["models"]["shipped"]
-    print(f"shipped: fast path {m['fast_vs_raw']:.2f}, env/raw {m['env_vs_raw']}, sampler/generate {m['sampler_vs_generate']}")
-try:
-    t = json.loads((out / "train_ppo.txt").read_text().strip().splitlines()[-1])
-except (OSError, ValueError, IndexError):
-    t = None
-print("train_ppo:", "failed" if t is None else f"accuracy {t['before']['accuracy']:.3f} -> {t['after']['accuracy']:.3f}, "
-      f"{t['train_seconds']:.0f} s for {t['updates']} updates")
-EOF
+"$PY" benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.txt"

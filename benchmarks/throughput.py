@@ -2,23 +2,28 @@
 
 Every ratio is measured with both sides in the same run, on the same model and thread settings:
 
-1. raw_step   the teacher's KV-cached one-token forward (tokens/s) at batch 1, 8, 32, 128
+1. raw_step   the teacher's KV-cached one-token forward (tokens/s) at batch 1, 8, 32, 128 (8, 64, 256 for the
+              big models on CUDA)
 2. env_step   native vector env steps x num_envs per second at the same batches; ratio env/raw
 3. fast_path  replay of whole completions through a wrapper stack (tokens/s) vs one raw full forward
 4. sampler    the agent's batched sampler vs transformers' ``generate()`` on the same model and batch
 5. naive      per-step re-encoding of the whole prefix (an env without a cache) vs ours, episode of 256
 6. growth     per-token cost of the vector env at episode lengths 64, 256, 1024
+7. modes      the sampler and the env step in each static decode mode (static cache; compiled; CUDA graph)
 
-Run ``python benchmarks/throughput.py [--quick] [--models ...] --json PATH``; prints a table and writes JSON with
-``env_vs_raw`` (batch -> ratio), ``fast_vs_raw``, ``ours_vs_naive_256``, ``growth_1024_over_64`` for the
-shipped teacher at top level, and per model under ``models.<name>``: ``fast_vs_raw``, ``env_vs_raw``,
-``sampler_vs_generate`` (``eager``, and ``compiled``: our compiled sampler against ``generate()`` on a static
-cache with a compiled forward), ``compiled_vs_eager`` (``sampler``: our compiled sampler's tokens/s over our
-eager one's; ``env_step``: the vector env with ``decode="compiled"`` over the model's eager cached step, at the
-sampler's batch: 64 on CUDA, 8 on a CPU) and ``peak_mem_gib`` (per stage,
-on CUDA; null on a CPU). The compiled rows run with ``--compiled`` (default on CUDA: compiling takes ~40 s per
-shape on a CPU). On a GPU of known memory bandwidth (``--bandwidth-gbs``, default from the device name for
-H100/H200/A100) each decode row also reports ``weight_bandwidth_fraction``: steps/s x weight bytes / bandwidth.
+Run ``python benchmarks/throughput.py [--quick | --smoke] [--models ...] [--decode-modes ...] --json PATH``; prints
+a table and writes JSON (rewritten after every stage, ``complete: false`` until the end, so a run stopped by a
+time limit keeps what it finished) with ``env_vs_raw`` (batch -> ratio), ``fast_vs_raw``, ``ours_vs_naive_256``,
+``growth_1024_over_64`` for the shipped teacher at top level, and per model under ``models.<name>``:
+``fast_vs_raw``, ``env_vs_raw``, ``sampler_vs_generate`` (``eager`` / eager ``generate()``; ``compiled`` and
+``cudagraph``: our sampler in that mode / ``generate()`` on a static cache with a compiled forward),
+``compiled_vs_eager`` (per static decode mode: ``sampler``, its tokens/s over our eager sampler's; ``env_step``,
+the vector env in that mode over the model's eager cached step, at the sampler's batch: 64 on CUDA, the issue's
+">= 4x"), ``peak_mem_gib`` (per stage, on CUDA; null on a CPU), ``env_memory_growth_gib`` (CUDA: memory held after
+4 more episodes of the same env, per batch), ``stage_seconds``. ``--decode-modes`` (default ``cudagraph,compiled``
+on CUDA, none on a CPU: compiling takes ~40 s per shape there) picks the static decode modes timed. On a GPU of
+known memory bandwidth (``--bandwidth-gbs``, default from the device name for H100/H200/A100) each decode row also
+reports ``weight_bandwidth_fraction``: steps/s x weight bytes / bandwidth.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import transformers  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from llm_cmdp_env.atomic_io import write_result_json
+from llm_cmdp_env.atomic_io import write_json_atomic, write_result_json  # noqa: E402
+from llm_cmdp_env.decode_modes import DECODE_MODES, check_decode  # noqa: E402
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
 from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
@@ -276,8 +282,9 @@ def qwen2_shape(size: str, device, dtype) -> torch.nn.Module:
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096, bos_token_id=0,
                       eos_token_id=0, **shapes[size])
-    return load_model(Qwen2ForCausalLM(cfg), device, dtype or ("bfloat16" if torch.device(device).type == "cuda"
-                                                                else None))
+    with torch.device(device):  # initialised where it runs: a 1.5B model's random init on a CPU takes a while
+        model = Qwen2ForCausalLM(cfg)
+    return load_model(model, device, dtype or ("bfloat16" if torch.device(device).type == "cuda" else None))
 
 
 #: ``--models`` names -> builder(device, dtype)
@@ -290,51 +297,75 @@ MODELS = {
 }
 
 
-def sampler_vs_generate(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens: int, device,
-                        compiled: bool = False) -> dict:
-    """Tokens/s of the agent's sampler against transformers' ``generate`` on the same model and batch (both
-    sampling ``new_tokens`` tokens with no stop, best of 2 alternating rounds after a warm-up). ``compiled``:
-    our ``decode="compiled"`` against ``generate(cache_implementation="static")`` with a compiled forward (on a
-    copy of the model)."""
+def sampler_rows(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens: int, device,
+                 modes: tuple[str, ...] = ()) -> dict:
+    """Tokens/s of the agent's sampler (eager, and each of the static decode ``modes``) and of transformers'
+    ``generate`` on the same model and batch, all timed in the same alternating rounds (best of 2 after a
+    warm-up), every row sampling ``new_tokens`` tokens with no stop. With ``"compiled"`` among ``modes``,
+    ``generate`` is also timed the compiled way (``cache_implementation="static"`` and a compiled forward, on a
+    copy of the model). Ratios: ``sampler_vs_generate`` eager / eager and compiled / compiled (a graph mode
+    ``cudagraph`` against the compiled ``generate``: the fastest ``generate`` there is); ``vs_eager``: each mode's
+    tokens/s over our eager sampler's."""
     from llm_cmdp_agents.policy import LLMPolicy
     from llm_cmdp_agents.sampling import sample
 
     vocab = model.config.vocab_size
-    policy = LLMPolicy(model, value_head=False, device=device, decode="compiled" if compiled else "eager")
-    policy.requires_grad_(False)
-    hf_model = model
-    if compiled:
-        import copy
-
-        hf_model = copy.deepcopy(model)
-        hf_model.forward = torch.compile(hf_model.forward, mode="reduce-overhead" if device.type == "cuda" else None)
-    hf_kw = {"cache_implementation": "static"} if compiled else {}
     prompts = torch.randint(3, vocab, (batch, prompt_len)).tolist()
     ids = torch.tensor(prompts, device=device)
     never = [vocab + 10]  # an EOS id no token can take: every row runs to new_tokens
     gen = torch.Generator(device=device).manual_seed(0)
 
-    def ours() -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        sample(policy, prompts, new_tokens, never, 0, generator=gen, decode=policy.decode)
-        _sync(device)
-        return time.perf_counter() - t0
+    def ours(mode: str):
+        policy = LLMPolicy(model, value_head=False, device=device, decode=mode)
+        policy.requires_grad_(False)
 
-    @torch.inference_mode()
-    def hf() -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                          max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None,
-                          **hf_kw)
-        _sync(device)
-        return time.perf_counter() - t0
+        def run() -> float:
+            _sync(device)
+            t0 = time.perf_counter()
+            sample(policy, prompts, new_tokens, never, 0, generator=gen, decode=mode)
+            _sync(device)
+            return time.perf_counter() - t0
 
-    t_ours, t_hf = _interleaved_best([ours, hf], 2)
+        return run
+
+    def hf(compiled: bool):
+        hf_model, kw = model, {}
+        if compiled:
+            import copy
+
+            hf_model = copy.deepcopy(model)
+            hf_model.forward = torch.compile(hf_model.forward,
+                                             mode="reduce-overhead" if device.type == "cuda" else None)
+            kw = {"cache_implementation": "static"}
+
+        @torch.inference_mode()
+        def run() -> float:
+            _sync(device)
+            t0 = time.perf_counter()
+            hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                              max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0,
+                              eos_token_id=None, **kw)
+            _sync(device)
+            return time.perf_counter() - t0
+
+        return run
+
+    names = ["eager", *modes]
+    runs = {f"ours_{m}": ours(m) for m in names}
+    runs["generate_eager"] = hf(False)
+    if "compiled" in modes:
+        runs["generate_compiled"] = hf(True)
+    times = dict(zip(runs, _interleaved_best(list(runs.values()), 2)))
     n = batch * new_tokens
-    return {"ours_tokens_per_s": n / t_ours, "generate_tokens_per_s": n / t_hf, "ratio": t_hf / t_ours,
-            "batch": batch, "new_tokens": new_tokens, "compiled": compiled}
+    tps = {k: n / t for k, t in times.items()}
+    ours_tps = {m: tps[f"ours_{m}"] for m in names}
+    gen_tps = {k.removeprefix("generate_"): v for k, v in tps.items() if k.startswith("generate_")}
+    vs_gen = {"eager": ours_tps["eager"] / gen_tps["eager"]}
+    for m in ("compiled", "cudagraph"):
+        vs_gen[m] = ours_tps[m] / gen_tps["compiled"] if m in ours_tps and "compiled" in gen_tps else None
+    return {"batch": batch, "new_tokens": new_tokens, "ours_tokens_per_s": ours_tps,
+            "generate_tokens_per_s": gen_tps, "sampler_vs_generate": vs_gen,
+            "vs_eager": {m: ours_tps[m] / ours_tps["eager"] for m in modes}}
 
 
 def with_positions(model: torch.nn.Module, n_positions: int) -> torch.nn.Module:
@@ -364,19 +395,51 @@ def _peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool = False,
-                bandwidth_gbs: float | None = None) -> dict:
+def _sizes(big: bool, quick: bool, smoke: bool, cuda: bool) -> dict:
+    """Batches, steps and lengths of each stage. ``smoke``: the smallest run that goes through every stage (for
+    tests and dry runs of a GPU script; its figures mean nothing)."""
+    if smoke:
+        return dict(batches=[1, 2], steps=3, fast=(2, 8), sampler=(2, 8, 4), naive=16, growth=[64, 128])
+    if big and cuda:  # the issue's GPU batches: launch-bound at 8, hardware-bound towards 256
+        batches = [8, 64, 256]
+    else:
+        batches = [1, 8, 32] if (quick and big) else [1, 8, 32, 128]
+    return dict(batches=batches, steps=(8 if big else 24) if quick else (24 if big else 64),
+                fast=(8, 64) if quick else (32, 128),
+                sampler=(64 if cuda else 8, 64, 32 if quick else 64),
+                naive=128 if (quick and big) else 256,
+                growth=[64, 256] if (quick and big) else [64, 256, 1024])
+
+
+STAGES = ("env_step", "fast_path", "sampler", "modes", "naive", "growth")
+"""The stages of :func:`bench_model`, in order (``--stages`` picks some)."""
+
+
+def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, modes: tuple[str, ...] = (),
+                bandwidth_gbs: float | None = None, smoke: bool = False, res: dict | None = None,
+                save=lambda: None, stages: tuple[str, ...] = STAGES) -> dict:
+    """The ``stages`` for one model, into ``res`` (a fresh dict by default); ``save()`` is called after each
+    stage, so a run stopped by a time limit keeps the stages it finished. ``modes``: static decode modes of the
+    sampler and the env step to time against eager (``static``, ``compiled``, ``cudagraph``; the ``modes`` stage
+    runs only with some)."""
     teacher = kwargs["teacher"]
     vocab = teacher.config.vocab_size
     eos = set(kwargs["tokenizer"].all_special_ids) | {0}
     device = next(teacher.parameters()).device
-    big = name != "shipped"
-    mem: dict = {}
-    batches = [1, 8, 32] if (quick and big) else [1, 8, 32, 128]
-    steps = (8 if big else 24) if quick else (24 if big else 64)
-    res: dict = {"raw_step": {}, "env_step": {}, "env_vs_raw": {}}
-    res["raw_step_dynamic_cache"] = {}
-    for b in batches:
+    sz = _sizes(name != "shipped", quick, smoke, device.type == "cuda")
+    steps = sz["steps"]
+    res = {} if res is None else res
+    mem = res["peak_mem_gib"] = {}
+    seconds = res["stage_seconds"] = {}
+    res.update({"raw_step": {}, "env_step": {}, "env_vs_raw": {}, "raw_step_dynamic_cache": {}})
+
+    def done(stage: str, t0: float) -> None:
+        seconds[stage] = time.perf_counter() - t0
+        bar.update(1)
+        save()
+
+    t0 = time.perf_counter()
+    for b in sz["batches"] if "env_step" in stages else ():
         _peak_reset(device)
         env_run, width = env_step_runner(kwargs, b, steps, eos, vocab)
         t_env, t_raw = _interleaved_best([env_run, raw_step_runner(teacher, b, width, steps, device)], 3)
@@ -385,33 +448,49 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
         res["raw_step_dynamic_cache"][b] = raw_step(teacher, b, width, steps, device, growable=False)
         res["env_vs_raw"][b] = env_tps / raw_tps
         mem[f"env_step_batch_{b}"] = _peak_gib(device)
-        bar.update(1)
-    fb, fl = (8, 64) if quick else (32, 128)
-    _peak_reset(device)
-    res["fast_path"] = fast_path(kwargs, fb, fl, eos, vocab)
-    res["fast_vs_raw"] = res["fast_path"]["ratio"]
-    mem["fast_path"] = _peak_gib(device)
-    _peak_reset(device)
-    sb = 64 if device.type == "cuda" else 8
-    res["sampler"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device)
-    res["sampler_vs_generate"] = {"eager": res["sampler"]["ratio"], "compiled": None}
-    mem["sampler"] = _peak_gib(device)
-    res["compiled_vs_eager"] = None  # not measured without --compiled
-    if compiled:
+        if device.type == "cuda":  # memory held after 4 more episodes of the same env: must not grow
+            before = torch.cuda.memory_allocated(device)
+            for _ in range(4):
+                env_run()
+            res.setdefault("env_memory_growth_gib", {})[b] = (torch.cuda.memory_allocated(device) - before) / 2**30
+        save()
+    if "env_step" in stages:
+        done("env_step", t0)
+
+    if "fast_path" in stages:
+        t0 = time.perf_counter()
         _peak_reset(device)
-        res["sampler_compiled"] = sampler_vs_generate(teacher, sb, 64, 32 if quick else 64, device, compiled=True)
-        res["sampler_vs_generate"]["compiled"] = res["sampler_compiled"]["ratio"]
-        mem["sampler_compiled"] = _peak_gib(device)
-        # the env's compiled teacher step against the model's own eager cached step, same batch, same rounds
+        res["fast_path"] = fast_path(kwargs, *sz["fast"], eos, vocab)
+        res["fast_vs_raw"] = res["fast_path"]["ratio"]
+        mem["fast_path"] = _peak_gib(device)
+        done("fast_path", t0)
+
+    sb, sp, sn = sz["sampler"]
+    if "sampler" in stages:
+        t0 = time.perf_counter()
         _peak_reset(device)
-        env_run, width = env_step_runner(kwargs, sb, steps, eos, vocab, decode="compiled")
-        t_env, t_raw = _interleaved_best([env_run, raw_step_runner(teacher, sb, width, steps, device)], 3)
-        res["env_step_compiled"] = {"batch": sb, "env_tokens_per_s": sb * steps / t_env,
-                                    "raw_eager_tokens_per_s": sb * steps / t_raw}
-        mem["env_step_compiled"] = _peak_gib(device)
-        res["compiled_vs_eager"] = {
-            "sampler": res["sampler_compiled"]["ours_tokens_per_s"] / res["sampler"]["ours_tokens_per_s"],
-            "env_step": t_raw / t_env}
+        res["sampler"] = sampler_rows(teacher, sb, sp, sn, device, modes)
+        res["sampler_vs_generate"] = res["sampler"]["sampler_vs_generate"]
+        mem["sampler"] = _peak_gib(device)
+        done("sampler", t0)
+
+    res["compiled_vs_eager"] = {"sampler": res["sampler"]["vs_eager"]} if modes and "sampler" in res else None
+    if modes and "modes" in stages:
+        # the env's static-cache teacher step in each mode against the model's own eager cached step, same batch
+        # as the sampler (64 on CUDA: the issue's ">= 4x"), same rounds
+        t0 = time.perf_counter()
+        _peak_reset(device)
+        runners = {m: env_step_runner(kwargs, sb, steps, eos, vocab, decode=m) for m in modes}
+        runs, width = {m: r[0] for m, r in runners.items()}, runners[modes[0]][1]
+        times = _interleaved_best([*runs.values(), raw_step_runner(teacher, sb, width, steps, device)], 3)
+        t_raw = times[-1]
+        res["env_step_modes"] = {"batch": sb, "raw_eager_tokens_per_s": sb * steps / t_raw,
+                                 "env_tokens_per_s": {m: sb * steps / t for m, t in zip(runs, times)}}
+        res["compiled_vs_eager"] = {**(res["compiled_vs_eager"] or {}),
+                                    "env_step": {m: t_raw / t for m, t in zip(runs, times)}}
+        mem["env_step_modes"] = _peak_gib(device)
+        done("env_step_modes", t0)
+
     if bandwidth_gbs:
         weight_bytes = sum(p.numel() * p.element_size() for p in teacher.parameters())
 
@@ -422,21 +501,32 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
         frac = res["weight_bandwidth_fraction"] = {
             "raw_step": {b: fraction(tps, b) for b, tps in res["raw_step"].items()},
             "env_step": {b: fraction(tps, b) for b, tps in res["env_step"].items()}}
-        for k in ("sampler", "sampler_compiled"):
-            if k in res:
-                frac[k] = fraction(res[k]["ours_tokens_per_s"], res[k]["batch"])
-        if "env_step_compiled" in res:
-            frac["env_step_compiled"] = fraction(res["env_step_compiled"]["env_tokens_per_s"],
-                                                 res["env_step_compiled"]["batch"])
-    bar.update(1)
-    res["naive"] = naive_vs_ours(kwargs, 256, eos, vocab) if not (quick and big) else naive_vs_ours(
-        kwargs, 128, eos, vocab)
-    res["ours_vs_naive_256"] = res["naive"]["ratio"]
-    bar.update(1)
-    lengths = [64, 256] if (quick and big) else [64, 256, 1024]
+        if "sampler" in res:
+            frac["sampler"] = {m: fraction(tps, sb) for m, tps in res["sampler"]["ours_tokens_per_s"].items()}
+        if "env_step_modes" in res:
+            frac["env_step_modes"] = {m: fraction(tps, sb)
+                                      for m, tps in res["env_step_modes"]["env_tokens_per_s"].items()}
+        save()
+
+    if "naive" in stages:
+        t0 = time.perf_counter()
+        res["naive"] = naive_vs_ours(kwargs, sz["naive"], eos, vocab)
+        res["ours_vs_naive_256"] = res["naive"]["ratio"] if sz["naive"] == 256 else None
+        done("naive", t0)
+    if "growth" in stages:
+        t0 = time.perf_counter()
+        res.update(growth_rows(kwargs, sz["growth"], eos, vocab))
+        done("growth", t0)
+    return res
+
+
+def growth_rows(kwargs: dict, lengths: list[int], eos: set[int], vocab: int) -> dict:
+    """The growth stage's figures: :func:`growth` at batch 1 and its longest-over-64 ratios."""
+    teacher = kwargs["teacher"]
+    res: dict = {}
     gkw = dict(kwargs)
     room = lengths[-1] + kwargs.get("max_prompt_tokens", 512)  # the env checks prompt + episode fit the table
-    if teacher.config.n_positions < room and hasattr(teacher, "transformer"):
+    if getattr(teacher.config, "n_positions", room) < room and hasattr(teacher, "transformer"):
         gkw["teacher"] = with_positions(teacher, room)
         res["growth_note"] = f"position table extended from {teacher.config.n_positions} for timing"
     gb = 1
@@ -445,38 +535,54 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, compiled: bool 
     g, graw = res["growth_seconds_per_token"]["env"], res["growth_seconds_per_token"]["raw"]
     res["growth_1024_over_64"] = g[1024] / g[64] if 1024 in g else None
     res["growth_longest_over_64"] = {"length": max(g), "env": g[max(g)] / g[64], "raw": graw[max(g)] / graw[64]}
-    bar.update(1)
-    res["peak_mem_gib"] = mem
     return res
 
 
 def print_table(results: dict) -> None:
+    """The figures of every model, stage by stage (stages not run are left out)."""
     for name, res in results.items():
         print(f"\n== {name} ==")
-        print(f"{'batch':>6} {'raw tok/s':>12} {'env tok/s':>12} {'env/raw':>8} {'raw, HF DynamicCache':>22}")
-        for b in res["raw_step"]:
-            print(f"{b:>6} {res['raw_step'][b]:>12.0f} {res['env_step'][b]:>12.0f} {res['env_vs_raw'][b]:>8.3f} "
-                  f"{res['raw_step_dynamic_cache'][b]:>22.0f}")
-        fp = res["fast_path"]
-        print(f"fast path: {fp['fast_tokens_per_s']:.0f} tok/s vs raw full forward {fp['raw_tokens_per_s']:.0f} "
-              f"tok/s -> {fp['ratio']:.3f}")
-        sp = res["sampler"]
-        print(f"sampler (batch {sp['batch']}, {sp['new_tokens']} tokens): {sp['ours_tokens_per_s']:.0f} tok/s vs "
-              f"generate() {sp['generate_tokens_per_s']:.0f} tok/s -> {sp['ratio']:.2f}x")
-        nv = res["naive"]
-        print(f"ours vs naive re-encode: {nv['ours_tokens_per_s']:.0f} vs {nv['naive_tokens_per_s']:.0f} tok/s "
-              f"-> {nv['ratio']:.1f}x")
-        g = res["growth_seconds_per_token"]
-        print(f"per-token cost by episode length (batch {res['growth_batch']}): " + ", ".join(
-            f"{k}: env {v * 1e6:.0f} us / raw {g['raw'][k] * 1e6:.0f} us" for k, v in g["env"].items()))
-        gl = res["growth_longest_over_64"]
-        print(f"growth {gl['length']} / 64 tokens: env {gl['env']:.2f}x, raw forward {gl['raw']:.2f}x")
+        if res.get("raw_step"):
+            print(f"{'batch':>6} {'raw tok/s':>12} {'env tok/s':>12} {'env/raw':>8} {'raw, HF DynamicCache':>22}")
+            for b in res["raw_step"]:
+                print(f"{b:>6} {res['raw_step'][b]:>12.0f} {res['env_step'][b]:>12.0f} {res['env_vs_raw'][b]:>8.3f} "
+                      f"{res['raw_step_dynamic_cache'][b]:>22.0f}")
+        if "fast_path" in res:
+            fp = res["fast_path"]
+            print(f"fast path: {fp['fast_tokens_per_s']:.0f} tok/s vs raw full forward {fp['raw_tokens_per_s']:.0f} "
+                  f"tok/s -> {fp['ratio']:.3f}")
+        if "sampler" in res:
+            sp = res["sampler"]
+            ours = ", ".join(f"{m} {v:.0f}" for m, v in sp["ours_tokens_per_s"].items())
+            gen = ", ".join(f"{m} {v:.0f}" for m, v in sp["generate_tokens_per_s"].items())
+            vs = ", ".join(f"{m} {v:.2f}x" for m, v in sp["sampler_vs_generate"].items() if v is not None)
+            print(f"sampler (batch {sp['batch']}, {sp['new_tokens']} tokens), tok/s: ours {ours}; generate() {gen}; "
+                  f"ours / generate() {vs}")
+        if "env_step_modes" in res:
+            em = res["env_step_modes"]
+            rows = ", ".join(f"{m} {v:.0f} ({res['compiled_vs_eager']['env_step'][m]:.2f}x)"
+                             for m, v in em["env_tokens_per_s"].items())
+            print(f"env step by decode mode (batch {em['batch']}), tok/s: {rows} vs the eager raw step "
+                  f"{em['raw_eager_tokens_per_s']:.0f}")
+        if "naive" in res:
+            nv = res["naive"]
+            print(f"ours vs naive re-encode: {nv['ours_tokens_per_s']:.0f} vs {nv['naive_tokens_per_s']:.0f} tok/s "
+                  f"-> {nv['ratio']:.1f}x")
+        if "growth_seconds_per_token" in res:
+            g = res["growth_seconds_per_token"]
+            print(f"per-token cost by episode length (batch {res['growth_batch']}): " + ", ".join(
+                f"{k}: env {v * 1e6:.0f} us / raw {g['raw'][k] * 1e6:.0f} us" for k, v in g["env"].items()))
+            gl = res["growth_longest_over_64"]
+            print(f"growth {gl['length']} / 64 tokens: env {gl['env']:.2f}x, raw forward {gl['raw']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer steps and sizes (under 3 minutes on 2 cores)")
-    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smallest run through every stage, for tests and dry runs (its figures mean nothing)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write the figures here (rewritten after every stage, with complete=false until the end)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="e.g. bfloat16 on a GPU")
     p.add_argument("--models", default="shipped,gpt2-12x768",
@@ -484,8 +590,12 @@ def main(argv: list[str] | None = None) -> int:
                         "from their configs, for GPUs; proxy-152k is their 151,936-token vocabulary on a small "
                         "trunk, for CPUs) (default: shipped,gpt2-12x768)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
-                   help="also time the compiled sampler against a compiled generate() (default: on CUDA only)")
+    p.add_argument("--decode-modes", default=None,
+                   help="comma-separated static decode modes to time against eager, for the sampler and the env "
+                        f"step, from: {', '.join(m for m in DECODE_MODES if m != 'eager')}; 'none' for none "
+                        "(default: cudagraph,compiled on CUDA, none on a CPU, where compiling takes ~40 s per shape)")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated stages to run, from: {', '.join(STAGES)} (default: all)")
     p.add_argument("--bandwidth-gbs", type=float, default=None,
                    help="GPU memory bandwidth in GB/s for the weight-bandwidth fractions (default: from the device "
                         "name for H100/H200/A100, else none)")
@@ -493,41 +603,67 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    compiled = device.type == "cuda" if args.compiled is None else args.compiled
+    spec = args.decode_modes or ("cudagraph,compiled" if device.type == "cuda" else "none")
+    modes = tuple(m for m in spec.split(",") if m and m != "none")
+    try:
+        for m in modes:
+            if check_decode(m, device) == "eager":
+                raise ValueError("eager is always timed: name only static modes in --decode-modes")
+    except ValueError as e:
+        p.error(str(e))
+    stages = tuple(st for st in STAGES if st in args.stages.split(","))
+    unknown = set(args.stages.split(",")) - set(STAGES)
+    if unknown:
+        p.error(f"unknown stages {sorted(unknown)}: expected some of {', '.join(STAGES)}")
+    names = args.models.split(",")
+    for name in names:
+        if name not in MODELS:
+            p.error(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
     bandwidth = args.bandwidth_gbs or (_known_bandwidth(torch.cuda.get_device_name(0)) if device.type == "cuda"
                                        else None)
     tok = load_tokenizer("zoo:teacher")
     common = {"tokenizer": tok, "device": device, "max_prompt_tokens": 256}
-    models = {}
-    for name in args.models.split(","):
-        if name not in MODELS:
-            p.error(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
-        models[name] = MODELS[name](device, args.dtype)
     prewarm(wait=True)  # the answer checker's one-time start-up (a core for ~2 s) must not land in a timing
-    results = {}
+    results: dict = {}
     start = time.perf_counter()
-    with tqdm(total=7 * len(models), desc="throughput", file=sys.stderr) as bar:  # approximate: stages per model
-        for name, model in models.items():
-            results[name] = bench_model(name, {**common, "teacher": model}, args.quick, bar, compiled=compiled,
-                                        bandwidth_gbs=bandwidth)
-    print_table(results)
-    primary = results.get("shipped") or next(iter(results.values()))
     out = {
-        "env_vs_raw": primary["env_vs_raw"],
-        "fast_vs_raw": primary["fast_vs_raw"],
-        "ours_vs_naive_256": primary["ours_vs_naive_256"],
-        "growth_1024_over_64": primary["growth_1024_over_64"],
+        "complete": False,
         "models": results,
         "quick": args.quick,
-        "seconds": time.perf_counter() - start,
+        "smoke": args.smoke,
+        "decode_modes": list(modes),
+        "seconds": None,
         "machine": {"platform": platform.platform(), "processor": _cpu_model(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": str(device), "dtype": args.dtype or "model default", "compiled_rows": compiled,
-                    "bandwidth_gbs": bandwidth,
+                    "device": str(device), "dtype": args.dtype or "model default", "bandwidth_gbs": bandwidth,
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
                     "torch": torch.__version__, "transformers": transformers.__version__,
                     "date": time.strftime("%Y-%m-%d")},
     }
+
+    def save() -> None:
+        """The figures so far (a run stopped by a time limit keeps the stages it finished)."""
+        if args.json is not None:
+            out["seconds"] = time.perf_counter() - start
+            write_json_atomic(args.json, out)
+
+    n_stages = len(stages) - ("modes" in stages and not modes)
+    with tqdm(total=n_stages * len(names), desc="throughput", file=sys.stderr) as bar:
+        for name in names:
+            t0 = time.perf_counter()
+            model = MODELS[name](device, args.dtype)
+            results[name] = {"build_seconds": time.perf_counter() - t0}
+            bench_model(name, {**common, "teacher": model}, args.quick, bar, modes=modes, bandwidth_gbs=bandwidth,
+                        smoke=args.smoke, res=results[name], save=save, stages=stages)
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    print_table(results)
+    primary = results.get("shipped") or next(iter(results.values()))
+    out.update({k: primary.get(k) for k in ("env_vs_raw", "fast_vs_raw", "ours_vs_naive_256", "growth_1024_over_64")})
+    out["stages"] = list(stages)
+    out["complete"] = True
+    out["seconds"] = time.perf_counter() - start
     print(f"\ntotal {out['seconds']:.0f} s")
     write_result_json(args.json, out)
     return 0
