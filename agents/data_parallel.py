@@ -94,7 +94,7 @@ def shard_policy(policy: LLMPolicy, world: World) -> torch.nn.Module:
     if policy.lora_config:
         raise ValueError("FSDP with LoRA adapters is not supported: LoRA trains few weights, use parallel='ddp'")
     if policy.decode != "eager":
-        raise ValueError(f"FSDP samples with the eager decoder (the static/compiled step would need the gathered "
+        raise ValueError(f"FSDP samples with the eager decoder (a static-cache step would need the gathered "
                          f"weights to stay in place); got decode={policy.decode!r}")
     mesh = init_device_mesh(policy.device.type, (world.size,))
     classes = _layer_classes(policy)

@@ -19,18 +19,18 @@ GRAPH_MODES = ("compiled", "cudagraph")
 SAMPLER_MIN = 1.0
 
 
-def load_runs(folder: Path) -> list[dict]:
-    """The throughput JSON files of ``folder`` (unreadable ones are reported and skipped)."""
-    runs = []
+def load_runs(folder: Path) -> tuple[list[dict], list[str]]:
+    """The throughput JSON files of ``folder``, and a line for each unreadable one (skipped)."""
+    runs, notes = [], []
     for path in sorted(folder.glob("throughput*.json")):
         try:
             run = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            print(f"{path.name}: unreadable ({e})")
+            notes.append(f"{path.name}: unreadable ({e})")
             continue
         run["_file"] = path.name
         runs.append(run)
-    return runs
+    return runs, notes
 
 
 def _verdict(value: float | None, target: float) -> str:
@@ -98,8 +98,8 @@ def model_lines(name: str, m: dict) -> list[str]:
 
 def summary(folder: Path) -> list[str]:
     """Every line: per model of every run, then the training run."""
-    runs = load_runs(folder)
-    lines = ["== summary (targets of issue 11) =="]
+    runs, notes = load_runs(folder)
+    lines = ["== summary (targets of issue 11) ==", *notes]
     names: list[str] = []
     for run in runs:
         names += [n for n in run.get("models", {}) if n not in names]

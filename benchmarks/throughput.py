@@ -489,7 +489,7 @@ def bench_model(name: str, kwargs: dict, quick: bool, bar: tqdm, modes: tuple[st
         res["compiled_vs_eager"] = {**(res["compiled_vs_eager"] or {}),
                                     "env_step": {m: t_raw / t for m, t in zip(runs, times)}}
         mem["env_step_modes"] = _peak_gib(device)
-        done("env_step_modes", t0)
+        done("modes", t0)
 
     if bandwidth_gbs:
         weight_bytes = sum(p.numel() * p.element_size() for p in teacher.parameters())

@@ -98,3 +98,29 @@ def test_cudagraph_sampler_equals_eager(tiny_dir):
         _same(eager, _run(policy, "cudagraph", greedy, **kw))
         _same(eager, _run(policy, "cudagraph", greedy, **kw))  # the captured graph, replayed on a reset cache
     assert decoder_for(policy, "cudagraph")._step.captures == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2_teacher(tiny_dir, tmp_path_factory):
+    """A random 2-layer Qwen2 on the tiny vocabulary: grouped-query attention and rotary positions, the
+    architecture of the Qwen2.5 shapes the GPU benchmark runs."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir / "teacher")
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                                         max_position_embeddings=512, tie_word_embeddings=True,
+                                         eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id))
+    path = tmp_path_factory.mktemp("tiny_qwen2")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.usefixtures("graphs_on_cpu", "one_thread")
+@pytest.mark.parametrize("mode", ["static", "cudagraph"])
+def test_qwen2_teacher_in_static_modes_equals_eager(tiny_dir, tiny_qwen2_teacher, mode):
+    kw = {**_kwargs(tiny_dir, "reverse_kl"), "teacher": str(tiny_qwen2_teacher)}
+    eager, other = MathDistillVectorEnv(4, **kw), MathDistillVectorEnv(4, decode=mode, **kw)
+    assert _same_run(eager, other, 30) >= 4
