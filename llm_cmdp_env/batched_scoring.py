@@ -105,9 +105,9 @@ class BatchedScorer:
         """
         if self.cache is None:
             raise RuntimeError("no sequences: call reset_rows first")
-        active = active.to(self.device)
-        if not bool(active.any()):
+        if not bool(active.any()):  # on the caller's tensor: the env's is on the host, so no device sync
             return
+        active = active.to(self.device)
         ids = torch.where(active, tokens.to(self.device), torch.full_like(tokens, self.pad_id, device=self.device))
         col = active.long()[:, None]
         self.mask = torch.cat([self.mask, col], dim=1)

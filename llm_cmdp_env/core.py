@@ -276,7 +276,8 @@ class DistillSetup:
             teacher_token_logp = teacher_logp.gather(-1, acts[:, None])[:, 0].float()
         s_full, s_tok = self.student_logprobs(dev, len(acts), full, token, from_model, select)
         cost = divergence_cost(self.divergence.name, teacher_logp, acts, s_full, s_tok, teacher_token_logp)
-        return cost.double().cpu().numpy(), teacher_token_logp.double().cpu().numpy()
+        both = torch.stack([cost.double(), teacher_token_logp.double()]).cpu().numpy()  # one device-to-host copy
+        return both[0], both[1]
 
     def is_done(self, token: Any, length: Any) -> tuple[Any, Any]:
         """``(terminated, truncated)`` after appending ``token`` as the ``length``-th generated token: terminated

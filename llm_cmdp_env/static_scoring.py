@@ -178,9 +178,9 @@ class StaticBatchedScorer:
         Inactive rows write a masked pad column (their log-probs are left unchanged)."""
         if self.cache is None:
             raise RuntimeError("no sequences: call reset_rows first")
-        active = active.to(self.device)
-        if not bool(active.any()):
+        if not bool(active.any()):  # on the caller's tensor: the env's is on the host, so no device sync
             return
+        active = active.to(self.device)
         if self.col >= self.capacity:
             self._compact()
         ids = torch.where(active, tokens.to(self.device), torch.full_like(tokens, self.pad_id, device=self.device))
