@@ -57,7 +57,9 @@ __all__ = [
     "VectorConstraintWrapper",
     "make_rng",
     "maximum",
+    "merge_info",
     "not_",
+    "state_row",
     "step_cost",
     "where",
 ]
@@ -161,6 +163,13 @@ class Constraint:
         row by row, in sub-env order, as ``SyncVectorEnv`` of single wrappers would)."""
         return cls.finish is not Constraint.finish
 
+    def episodes_until_start_changes(self) -> int | None:
+        """How many more episode ends may pass before :meth:`start` can begin an episode differently (None:
+        never). Episodes that start before that many end can be run side by side with the same numbers as one
+        after another (the lockstep replay, :mod:`llm_cmdp_env.lockstep`). Default: never for a rule without
+        :meth:`finish`, else 1 (safe for any rule); a rule whose ``finish`` leaves ``start`` alone says None."""
+        return 1 if self.has_finish() else None
+
     def fresh(self, n: int) -> State:
         """State arrays for ``n`` new episodes, at their initial values."""
         return State(**{k: np.full(n, v) for k, v in self.state_fields.items()})
@@ -175,11 +184,12 @@ def _scatter(state: State, rows: Any, part: State) -> None:
         getattr(state, k)[rows] = v
 
 
-def _scalars(state: State, row: int = 0) -> State:
+def state_row(state: State, row: int = 0) -> State:
+    """Row ``row`` of array state as Python scalars (the single-env form)."""
     return State(**{k: v[row].item() for k, v in vars(state).items()})
 
 
-def _merge(info: dict[str, Any], extra: Mapping[str, Any]) -> None:
+def merge_info(info: dict[str, Any], extra: Mapping[str, Any]) -> None:
     """Add final-info entries; a dict entry extends a dict already there (e.g. SB3 Monitor's ``episode``)."""
     for k, v in extra.items():
         prior = info.get(k)
@@ -239,7 +249,7 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         super().__init__(env)
         self.constraint = _build_rule(type(self), args, kwargs).bind(env)
         self.observation_space = self.constraint.observation_space(env.observation_space)
-        self.state: State | None = _scalars(self.constraint.fresh(1))
+        self.state: State | None = state_row(self.constraint.fresh(1))
         self.rng: np.random.Generator | None = None
         self._name = type(self).__name__
         self._finishes = self.constraint.has_finish()
@@ -250,17 +260,22 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         """Reset the env and start the rule's episode."""
         obs, info = self.env.reset(seed=seed, options=options)
         rule = self.constraint
-        rngs: list[np.random.Generator] = []
-        if rule.uses_rng:
-            if seed is not None or self.rng is None:
-                self.rng = make_rng(seed)
-            rngs = [self.rng]
         rows = rule.fresh(1)
-        extra = rule.start(rows, rngs)
-        self.state = _scalars(rows)
+        extra = rule.start(rows, self.episode_rngs(1, seed))
+        self.state = state_row(rows)
         for k, v in extra.items():
             info[k] = np.asarray(v)[0].item()
         return rule.observe(obs, self.state), info
+
+    def episode_rngs(self, n: int, seed: int | None = None) -> list[np.random.Generator]:
+        """The generators for ``n`` episodes starting one after another: the wrapper's own, ``n`` times (seeded
+        from ``seed``, or created on first use, a reset without seed continuing its stream); none for a rule
+        that draws nothing."""
+        if not self.constraint.uses_rng:
+            return []
+        if seed is not None or self.rng is None:
+            self.rng = make_rng(seed)
+        return [self.rng] * n
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         """Step the env and apply the rule to its reward and cost."""
@@ -280,7 +295,7 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
             terminated = True
             info[rule.terminated_key] = True
         if self._finishes and (terminated or truncated):
-            _merge(info, rule.finish(self.state))
+            merge_info(info, rule.finish(self.state))
         if self._observes:
             obs = rule.observe(obs, self.state)
         return obs, out[0], terminated, truncated, info
@@ -413,5 +428,5 @@ class VectorConstraintWrapper(_Adapter, VectorWrapper):
             if starts[i]:
                 self._start(np.array([i]), infos)
             else:
-                for k, v in self.constraint.finish(_scalars(self.state, int(i))).items():
+                for k, v in self.constraint.finish(state_row(self.state, int(i))).items():
                     self._add_info(infos, {k: v}, int(i))

@@ -317,6 +317,13 @@ class LearnedLagrangian(Constraint):
         extra = {"lagrange_multiplier": lam, "episode_cost": c, "constraint_violated": c > self.budget}
         return reward - lam * cost, extra
 
+    def episodes_until_start_changes(self) -> int | None:
+        r"""The multiplier changes (and with it the next episodes' :math:`\lambda_e`) at the episode end that
+        completes its next batch of ``update_every``."""
+        if not self.auto_update:
+            return None
+        return max(1, self.multiplier.update_every - len(self.multiplier.pending))
+
     def finish(self, state: State) -> dict[str, Any]:
         if self.auto_update:
             self.multiplier.observe(state.episode_cost)

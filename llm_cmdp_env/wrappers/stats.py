@@ -41,7 +41,8 @@ class EpisodeStatistics(Constraint):
     - ``"r"``: the episode return :math:`\sum_t r_t` of the rewards *as this wrapper sees them* (so,
       placed outermost, the shaped reward the learner optimises);
     - ``"c"``: the episode cost :math:`C = \sum_t c_t` (from ``info["cost"]``);
-    - ``"l"``: the episode length; ``"t"``: wall-clock seconds since the reset;
+    - ``"l"``: the episode length; ``"t"``: wall-clock seconds since the reset (on the fast path's lockstep
+      replay, since the start of the episodes run side by side);
     - ``"task_r"``: :math:`\sum_t` ``info["task_reward"]`` (the raw task return), when the env reports it;
     - ``"c_max_prefix_mean"``: :math:`\max_t \frac1t\sum_{s\le t} c_s`, the statistic of the worst-case
       per-prefix constraint;
@@ -105,6 +106,9 @@ class EpisodeStatistics(Constraint):
             state.violated = where(has, violated, state.violated)
             state.has_violated = state.has_violated | has
         return reward, {}
+
+    def episodes_until_start_changes(self) -> int | None:
+        return None  # finish records the episode; start reads nothing it changes
 
     def finish(self, state: State) -> dict[str, Any]:
         ep: dict[str, Any] = {
