@@ -42,8 +42,8 @@ _PASSIVE = (OrderEnforcing, PassiveEnvChecker)
 
 def lockstep_layers(env: gym.Env) -> list[ConstraintWrapper] | None:
     """The constraint wrappers of ``env`` from the innermost out, or None when the stack holds anything the
-    lockstep replay cannot reproduce (another wrapper, a subclass with its own ``reset``/``step``, human
-    rendering)."""
+    lockstep replay cannot reproduce (another wrapper, a subclass with its own ``reset``/``step``, an env
+    subclass with its own, human rendering)."""
     layers: list[ConstraintWrapper] = []
     w: Any = env
     while isinstance(w, gym.Wrapper):
@@ -54,7 +54,8 @@ def lockstep_layers(env: gym.Env) -> list[ConstraintWrapper] | None:
         elif not isinstance(w, _PASSIVE):
             return None
         w = w.env
-    if not isinstance(w, MathDistillEnv) or w.render_mode == "human":
+    if not isinstance(w, MathDistillEnv) or w.render_mode == "human" or any(
+            getattr(type(w), m) is not getattr(MathDistillEnv, m) for m in ("reset", "step", "use_scores")):
         return None
     return layers[::-1]
 

@@ -116,6 +116,12 @@ def test_stacks_the_lockstep_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
     from llm_cmdp_env.wrappers.budget import BudgetReward
 
     assert lockstep_layers(Custom(MathDistillEnv(**tiny_env_kwargs), BudgetReward(10.0))) is None
+
+    class OwnStep(MathDistillEnv):
+        def step(self, action):
+            return super().step(action)
+
+    assert lockstep_layers(ConstraintWrapper(OwnStep(**tiny_env_kwargs), BudgetReward(10.0))) is None
     made = apply_constraint(gym.make("MathDistill-v0", **tiny_env_kwargs), "budget", budget=30.0)
     assert lockstep_layers(made) is not None  # Gymnasium's passive checkers are fine
     made.reset(seed=1)
