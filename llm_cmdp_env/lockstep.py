@@ -11,7 +11,8 @@ precomputed scores and the same judge, and each rule's ``finish`` per episode, i
 
 - a rule whose ``finish`` changes how later episodes start (the learned multiplier after each batch of
   ``update_every`` episodes) bounds how many episodes run side by side
-  (:meth:`~llm_cmdp_env.wrappers.constraint.Constraint.episodes_until_start_changes`): the batch runs in waves;
+  (:meth:`~llm_cmdp_env.wrappers.constraint.Constraint.episodes_until_start_changes`): the batch runs in waves,
+  and a wave of fewer than :data:`MIN_SIDE_BY_SIDE` episodes is stepped one by one (faster there);
 - rules that draw (Sauté's sampled initial budget) draw from the wrapper's own generator in episode order;
 - the caller steps the **last** episode through the real stack, so every wrapper and the env end in the state
   one-by-one stepping leaves (and Gymnasium's checkers see a reset and steps);
@@ -35,7 +36,7 @@ from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.wrappers.constraint import ConstraintWrapper, InfoView, State, merge_info, state_row
 
-__all__ = ["lockstep_layers", "replay_lockstep"]
+__all__ = ["MIN_SIDE_BY_SIDE", "lockstep_layers", "replay_wave", "wave_size"]
 
 _PASSIVE = (OrderEnforcing, PassiveEnvChecker)
 
@@ -60,20 +61,16 @@ def lockstep_layers(env: gym.Env) -> list[ConstraintWrapper] | None:
     return layers[::-1]
 
 
-def replay_lockstep(env: gym.Env, layers: list[ConstraintWrapper], problems: Sequence[Problem],
-                    scored: Sequence[ScoredCompletion]) -> list[dict[str, Any]]:
-    """The episodes of ``problems`` with their scored completions, side by side in waves (see the module
-    docstring): per episode the fields of :class:`~llm_cmdp_env.fast_path.Episode` but ``problem`` and
-    ``infos``."""
-    out: list[dict[str, Any]] = []
-    i = 0
-    while i < len(problems):
-        sizes = [w.constraint.episodes_until_start_changes() for w in layers]
-        size = min([s for s in sizes if s is not None] or [len(problems)])
-        j = min(len(problems), i + max(1, size))
-        out += _wave(env.unwrapped, layers, problems[i:j], scored[i:j])
-        i = j
-    return out
+MIN_SIDE_BY_SIDE = 8
+"""Fewer episodes than this are stepped one by one: side by side, each time step costs ~45 µs of numpy calls
+whatever the number of episodes, one-by-one ~7 µs a token (measured crossover: 8-9 episodes, docs/performance.md)."""
+
+
+def wave_size(layers: list[ConstraintWrapper], limit: int) -> int:
+    """How many of the next ``limit`` episodes can run side by side now: up to the first episode end after which
+    a rule may start episodes differently (:meth:`Constraint.episodes_until_start_changes`)."""
+    sizes = [s for s in (w.constraint.episodes_until_start_changes() for w in layers) if s is not None]
+    return max(1, min([limit, *sizes]))
 
 
 def _row_value(v: Any, row: int) -> Any:
@@ -82,9 +79,11 @@ def _row_value(v: Any, row: int) -> Any:
     return x.item() if isinstance(x, np.generic) else x
 
 
-def _wave(base: MathDistillEnv, layers: list[ConstraintWrapper], problems: Sequence[Problem],
-          scored: Sequence[ScoredCompletion]) -> list[dict[str, Any]]:
-    setup = base.setup
+def replay_wave(env: gym.Env, layers: list[ConstraintWrapper], problems: Sequence[Problem],
+                scored: Sequence[ScoredCompletion]) -> list[dict[str, Any]]:
+    """One wave of episodes side by side (see the module docstring; at most :func:`wave_size` of them): per
+    episode the fields of :class:`~llm_cmdp_env.fast_path.Episode` but ``problem`` and ``infos``."""
+    setup = env.unwrapped.setup
     n = len(problems)
     lengths = np.array([len(s.tokens) for s in scored])
     horizon = int(lengths.max())

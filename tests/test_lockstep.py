@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from llm_cmdp_env import lockstep
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.fast_path import replay, sample_problems
 from llm_cmdp_env.lockstep import lockstep_layers
@@ -22,7 +23,7 @@ CASES = {
     "saute-sampled": ("saute", 30.0, {"min_rel_budget": 0.5, "max_rel_budget": 1.5, "unsafe_reward": -0.1}),
     "lagrangian": ("lagrangian", 30.0, {"lam": 0.3}),
     "learned-every-1": ("learned-lagrangian", 30.0, {"lr": 0.05}),
-    "learned-every-3": ("learned-lagrangian", 30.0, {"lr": 0.05, "update_every": 3}),
+    "learned-every-9": ("learned-lagrangian", 30.0, {"lr": 0.05, "update_every": 9}),
     "worst-case-terminate": ("worst-case", 4.0, {"terminate_on_violation": True}),
     "distill": ("distill", None, {}),
 }
@@ -75,16 +76,37 @@ def _layers_state(env):
     return out
 
 
+@pytest.fixture
+def waves(monkeypatch):
+    """The sizes of the waves run side by side."""
+    from llm_cmdp_env import fast_path
+
+    sizes = []
+
+    def spy(env, layers, problems, scored):
+        sizes.append(len(problems))
+        return lockstep.replay_wave(env, layers, problems, scored)
+
+    monkeypatch.setattr(fast_path, "replay_wave", spy)
+    return sizes
+
+
+# waves with 19 episodes a call (the last always one by one): 18 side by side; a learned multiplier updating after
+# every episode runs all one by one; one updating every 9 episodes, in waves of 9 then of what is left of its batch
+WAVES = {"learned-every-1": [], "learned-every-9": [9, 9, 8, 9]}
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_lockstep_equals_one_by_one(tiny_env_kwargs, case):
+def test_lockstep_equals_one_by_one(tiny_env_kwargs, case, waves):
     fast, slow = _stack(tiny_env_kwargs, case), _stack(tiny_env_kwargs, case)
     assert lockstep_layers(fast) is not None
     for call in range(2):  # the second call continues the multiplier, queues and generators of the first
-        problems = sample_problems(fast, 7)
-        assert [p.question for p in problems] == [p.question for p in sample_problems(slow, 7)]
-        completions = _completions(fast, 7, np.random.default_rng(10 + call))
+        problems = sample_problems(fast, 19)
+        assert [p.question for p in problems] == [p.question for p in sample_problems(slow, 19)]
+        completions = _completions(fast, 19, np.random.default_rng(10 + call))
         _same_episodes(replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False))
         assert _layers_state(fast) == _layers_state(slow)
+    assert waves == WAVES.get(case, [18, 18])
     # both envs go on identically by hand
     for env in (fast, slow):
         env.reset(options={"problem": problems[0]})
@@ -93,17 +115,20 @@ def test_lockstep_equals_one_by_one(tiny_env_kwargs, case):
         assert ra[1] == rb[1] and _no_wall_clock(ra[4]) == _no_wall_clock(rb[4])
 
 
-def test_lockstep_cuts_episodes_a_rule_ends_and_runs_waves(tiny_env_kwargs):
+def test_lockstep_cuts_episodes_a_rule_ends_and_sizes_waves(tiny_env_kwargs, waves):
     env = _stack(tiny_env_kwargs, "budget-terminate")
-    problems = sample_problems(env, 6)
-    completions = _completions(env, 6, np.random.default_rng(3))
+    problems = sample_problems(env, 12)
+    completions = _completions(env, 12, np.random.default_rng(3))
     episodes = replay(env, problems, completions)
+    assert waves == [11]
     assert any(ep.final_info.get("budget_terminated") for ep in episodes[:-1])  # cut by the rule, side by side
     assert any(len(ep.tokens) < len(c) for ep, c in zip(episodes[:-1], completions[:-1]))
-    learned = _stack(tiny_env_kwargs, "learned-every-3").env  # the rule under the statistics
-    assert learned.constraint.episodes_until_start_changes() == 3
-    learned.constraint.multiplier.observe(1.0)
-    assert learned.constraint.episodes_until_start_changes() == 2  # one of the batch of 3 is already queued
+    learned = _stack(tiny_env_kwargs, "learned-every-9")
+    rule = learned.env.constraint  # the rule under the statistics
+    assert rule.episodes_until_start_changes() == 9 and lockstep.wave_size(lockstep_layers(learned), 30) == 9
+    rule.multiplier.observe(1.0)
+    assert rule.episodes_until_start_changes() == 8  # one of the batch of 9 is already queued
+    assert lockstep.wave_size(lockstep_layers(learned), 5) == 5
 
 
 def test_stacks_the_lockstep_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
@@ -125,8 +150,8 @@ def test_stacks_the_lockstep_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
     made = apply_constraint(gym.make("MathDistill-v0", **tiny_env_kwargs), "budget", budget=30.0)
     assert lockstep_layers(made) is not None  # Gymnasium's passive checkers are fine
     made.reset(seed=1)
-    problems = sample_problems(made, 4)
-    completions = _completions(made, 4, np.random.default_rng(1))
+    problems = sample_problems(made, 10)
+    completions = _completions(made, 10, np.random.default_rng(1))
     slow = apply_constraint(gym.make("MathDistill-v0", **tiny_env_kwargs), "budget", budget=30.0)
     slow.reset(seed=1)
     _same_episodes(replay(made, problems, completions), replay(slow, problems, completions, lockstep=False))
@@ -142,7 +167,25 @@ def test_a_rule_ending_an_episode_on_its_last_token_leaves_the_env_s_end(tiny_en
     budget = float((cost[-2] + cost[-1]) / 2)
     fast, slow = (apply_constraint(MathDistillEnv(**tiny_env_kwargs), "budget", budget=budget,
                                    terminate_on_violation=True) for _ in range(2))
+    problems, completions = problems + problems * 3, completions + completions * 3  # 12: 11 side by side
     a, b = replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False)
     _same_episodes(a, b)
     assert len(a[which].tokens) == len(completions[which]) and "budget_terminated" not in a[which].final_info
     assert (a[which].terminated, a[which].truncated) == ((True, False) if which == 0 else (False, True))
+
+
+def test_correct_answers_side_by_side(tiny_env_kwargs, waves):
+    """Reference solutions among random completions: the task rewards (and the statistics' task return) match."""
+    from llm_cmdp_env.fast_path import solution_ids
+
+    kwargs = {**tiny_env_kwargs, "max_new_tokens": 96}
+    fast, slow = (apply_constraint(MathDistillEnv(**kwargs), "budget", budget=200.0) for _ in range(2))
+    fast.reset(seed=4)
+    problems = sample_problems(fast, 12)
+    rng = np.random.default_rng(4)
+    completions = [solution_ids(fast, p) if i % 2 == 0 else [int(x) for x in rng.integers(1, 300, size=96)]
+                   for i, p in enumerate(problems)]
+    a, b = replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False)
+    _same_episodes(a, b)
+    assert waves == [11] and sum(ep.final_info["task_reward"] for ep in a[:-1]) >= 3
+    assert all(ep.final_info["episode"]["task_r"] == ep.final_info["task_reward"] for ep in a)
