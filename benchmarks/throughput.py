@@ -98,6 +98,17 @@ def _interleaved_best(runs, rounds: int) -> list[float]:
     return best
 
 
+def _timer(fn, *args, **kwargs):
+    """A function that runs ``fn(*args, **kwargs)`` and returns its wall time (for :func:`_interleaved_best`)."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        return time.perf_counter() - start
+
+    return run
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -183,34 +194,14 @@ def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) 
         teacher(input_ids=ids, use_cache=False)
         _sync(env.unwrapped.setup.device)
 
-    def fast(lockstep: bool):
-        def run() -> float:
-            start = time.perf_counter()
-            replay(env, problems, comps, lockstep=lockstep)
-            return time.perf_counter() - start
-
-        return run
-
-    def raw_timed() -> float:
-        start = time.perf_counter()
-        raw()
-        return time.perf_counter() - start
-
-    t_fast, t_seq, t_raw = _interleaved_best([fast(True), fast(False), raw_timed], 5)
+    t_fast, t_seq, t_raw = _interleaved_best([_timer(replay, env, problems, comps, lockstep=True),
+                                              _timer(replay, env, problems, comps, lockstep=False), _timer(raw)], 5)
     n = batch * length
     # what replaying costs beyond the teacher's scoring (judging included), per token, timed on the scored
     # batch: on a GPU, where the scoring takes a few microseconds a token, this is what bounds the ratio
     scored = score_completions(env, problems, comps)
-
-    def stepping(lockstep: bool):
-        def run() -> float:
-            start = time.perf_counter()
-            replay_scored(env, problems, scored, lockstep=lockstep)
-            return time.perf_counter() - start
-
-        return run
-
-    t_lock, t_one = _interleaved_best([stepping(True), stepping(False)], 5)
+    t_lock, t_one = _interleaved_best([_timer(replay_scored, env, problems, scored, lockstep=True),
+                                       _timer(replay_scored, env, problems, scored, lockstep=False)], 5)
     return {"fast_tokens_per_s": n / t_fast, "raw_tokens_per_s": n / t_raw, "ratio": t_raw / t_fast,
             "one_by_one_tokens_per_s": n / t_seq, "one_by_one_ratio": t_raw / t_seq,
             "beyond_scoring_us_per_token": {"lockstep": t_lock / n * 1e6, "one_by_one": t_one / n * 1e6}}
