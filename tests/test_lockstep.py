@@ -189,3 +189,16 @@ def test_correct_answers_side_by_side(tiny_env_kwargs, waves):
     _same_episodes(a, b)
     assert waves == [11] and sum(ep.final_info["task_reward"] for ep in a[:-1]) >= 3
     assert all(ep.final_info["episode"]["task_r"] == ep.final_info["task_reward"] for ep in a)
+
+
+def test_a_nan_cost_is_refused_by_the_wrappers_as_one_by_one(tiny_env_kwargs):
+    """A non-finite cost (scores injected by hand: the scoring itself refuses bad log-probs) makes the replay
+    step one by one, where the constraint wrapper names it."""
+    from llm_cmdp_env.fast_path import replay_scored, score_completions
+
+    env = _stack(tiny_env_kwargs, "budget")
+    problems = sample_problems(env, 10)
+    scored = score_completions(env, problems, _completions(env, 10, np.random.default_rng(6)))
+    scored[3].cost[1] = np.nan
+    with pytest.raises(ValueError, match="nan"):
+        replay_scored(env, problems, scored)
