@@ -149,8 +149,9 @@ def cut_output_vocab(model: PreTrainedModel, n: int) -> PreTrainedModel:
         raise ValueError(f"cannot cut the output vocabulary to {n} rows: the model has {have}")
     if n == have:
         return model
-    new = torch.nn.Linear(head.weight.shape[1], n, bias=getattr(head, "bias", None) is not None,
-                          device=head.weight.device, dtype=head.weight.dtype)
+    # built on the meta device: its own weights are replaced at once, so none are allocated or initialised
+    new = torch.nn.Linear(head.weight.shape[1], n, bias=getattr(head, "bias", None) is not None, device="meta",
+                          dtype=head.weight.dtype)
     new.weight = torch.nn.Parameter(head.weight[:n], requires_grad=head.weight.requires_grad)
     if new.bias is not None:
         new.bias = torch.nn.Parameter(head.bias[:n], requires_grad=head.bias.requires_grad)
