@@ -15,8 +15,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from llm_cmdp_agents.device import autocast, resolve_device
-from llm_cmdp_agents.static_decode import check_decode
 from llm_cmdp_env.atomic_io import write_json_atomic
+from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.models import quiet_loading, resolve_model
 from llm_cmdp_env.scoring import left_pad
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from llm_cmdp_agents.static_decode import check_decode, decoder_for
+from llm_cmdp_agents.static_decode import decoder_for
+from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, last_logits_kwargs, output_cache
 from llm_cmdp_env.kv_cache import new_cache
 from llm_cmdp_env.scoring import left_pad

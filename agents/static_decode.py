@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llm_cmdp_env.decode_modes import DECODE_MODES, REUSES_OUTPUT, check_decode
+from llm_cmdp_env.decode_modes import REUSES_OUTPUT
 from llm_cmdp_env.hf_compat import cache_kwargs, last_logits_kwargs
 from llm_cmdp_env.static_scoring import LENGTH_BUCKET, bucket, cache_arg, decode_step
 
 if TYPE_CHECKING:
     from llm_cmdp_agents.policy import LLMPolicy
 
-__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "StaticDecoder", "check_decode", "decoder_for"]
+__all__ = ["LENGTH_BUCKET", "StaticDecoder", "decoder_for"]
 
 _DECODERS: weakref.WeakKeyDictionary[Any, StaticDecoder] = weakref.WeakKeyDictionary()
 

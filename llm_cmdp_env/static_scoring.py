@@ -34,12 +34,11 @@ from transformers import PreTrainedModel
 
 from llm_cmdp_env.batched_scoring import BatchedScorer, prefill
 from llm_cmdp_env.cuda_graph import GraphedStep
-from llm_cmdp_env.decode_modes import DECODE_MODES, REUSES_OUTPUT, check_decode
+from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.hf_compat import cache_kwargs, cache_layers, decode_mask
 from llm_cmdp_env.scoring import model_device
 
-__all__ = ["DECODE_MODES", "LENGTH_BUCKET", "REUSES_OUTPUT", "StaticBatchedScorer", "bucket", "cache_arg",
-           "check_decode", "decode_step", "make_scorer"]
+__all__ = ["LENGTH_BUCKET", "StaticBatchedScorer", "bucket", "cache_arg", "decode_step", "make_scorer"]
 
 LENGTH_BUCKET = 64
 """Static cache lengths are rounded up to a multiple of this (fewer shapes, fewer recompilations)."""
@@ -59,11 +58,11 @@ def decode_step(model: torch.nn.Module, cache_kw: str, input_name: str, mode: st
                 device: torch.device) -> Callable[..., torch.Tensor]:
     """A one-token step on a static cache, ``(inputs, mask, positions, cache_position, cache) -> logits [B, V]``
     (``inputs`` passed as ``input_name``: ``input_ids`` or ``inputs_embeds``), every call of the same shapes.
-    ``mode`` (a static one of :data:`DECODE_MODES`): ``"static"`` runs it as is; ``"compiled"`` through
-    ``torch.compile`` (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA); ``"cudagraph"`` replays it from a
-    CUDA graph (:class:`~llm_cmdp_env.cuda_graph.GraphedStep`). In the last two the output buffer is overwritten
-    by the next call (:data:`REUSES_OUTPUT`): use or copy it first. The env's scorer and the agent's sampler both
-    step this way."""
+    ``mode`` (a static one of :data:`~llm_cmdp_env.decode_modes.DECODE_MODES`): ``"static"`` runs it as is;
+    ``"compiled"`` through ``torch.compile`` (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA);
+    ``"cudagraph"`` replays it from a CUDA graph (:class:`~llm_cmdp_env.cuda_graph.GraphedStep`). In the last two
+    the output buffer is overwritten by the next call (``REUSES_OUTPUT``): use or copy it first. The env's scorer
+    and the agent's sampler both step this way."""
 
     def step(inputs: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor,
              cache: Any) -> torch.Tensor:

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv
-from llm_cmdp_env.static_scoring import StaticBatchedScorer, check_decode
+from llm_cmdp_env.static_scoring import StaticBatchedScorer
 
 
 def _kwargs(tiny_dir, divergence):

@@ -18,7 +18,8 @@ from gymnasium.vector.utils import batch_space
 
 from llm_cmdp_env.actions import parse_vector_action
 from llm_cmdp_env.core import DistillSetup
-from llm_cmdp_env.static_scoring import check_decode, make_scorer
+from llm_cmdp_env.decode_modes import check_decode
+from llm_cmdp_env.static_scoring import make_scorer
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.validation import check_positive_int
 
