@@ -41,23 +41,20 @@ def _verdict(value: float | None, target: float) -> str:
 
 def _merge(runs: list[dict], model: str) -> dict:
     """One model's figures from every run that measured it; per-mode dicts are merged, later files win."""
-    merged: dict = {}
+    merged: dict = {"_files": []}
     for run in runs:
         m = run.get("models", {}).get(model)
         if not m:
             continue
-        for key, value in m.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = _merge_dicts(merged[key], value)
-            elif value is not None or key not in merged:
-                merged[key] = value
+        merged = _merge_dicts(merged, m)
         note = "".join([" (smoke run: its figures mean nothing)" if run.get("smoke") else "",
                         "" if run.get("complete") else " (incomplete: stopped before its end)"])
-        merged.setdefault("_files", []).append(run["_file"] + note)
+        merged["_files"].append(run["_file"] + note)
     return merged
 
 
 def _merge_dicts(a: dict, b: dict) -> dict:
+    """``b`` over ``a``, recursively; a figure ``b`` has as None (not measured there) keeps ``a``'s."""
     out = dict(a)
     for k, v in b.items():
         out[k] = _merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else (
