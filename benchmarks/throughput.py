@@ -5,7 +5,7 @@ Every ratio is measured with both sides in the same run, on the same model and t
 1. raw_step   the teacher's KV-cached one-token forward (tokens/s) at batch 1, 8, 32, 128 (8, 64, 256 for the
               big models on CUDA)
 2. env_step   native vector env steps x num_envs per second at the same batches; ratio env/raw
-3. fast_path  replay of whole completions through a wrapper stack (tokens/s) vs one raw full forward (lockstep,
+3. fast_path  replay of whole completions through a wrapper stack (tokens/s) vs one raw full forward (side by side,
               and episodes one by one)
 4. sampler    the agent's batched sampler vs transformers' ``generate()`` on the same model and batch
 5. naive      per-step re-encoding of the whole prefix (an env without a cache) vs ours, episode of 256
@@ -177,7 +177,7 @@ def env_step_runner(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: 
 
 def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) -> dict:
     """Replay tokens/s through a budget + statistics stack vs one raw full forward of the same batch; also the
-    replay stepping every episode through the stack one by one (``lockstep=False``), in the same rounds."""
+    replay stepping every episode through the stack one by one (``side_by_side=False``), in the same rounds."""
     from llm_cmdp_env.wrappers import apply_constraint
 
     env = apply_constraint(MathDistillEnv(max_new_tokens=length, **kwargs), "budget", budget=50.0)
@@ -194,17 +194,17 @@ def fast_path(kwargs: dict, batch: int, length: int, eos: set[int], vocab: int) 
         teacher(input_ids=ids, use_cache=False)
         _sync(env.unwrapped.setup.device)
 
-    t_fast, t_seq, t_raw = _interleaved_best([_timer(replay, env, problems, comps, lockstep=True),
-                                              _timer(replay, env, problems, comps, lockstep=False), _timer(raw)], 5)
+    t_fast, t_seq, t_raw = _interleaved_best([_timer(replay, env, problems, comps, side_by_side=True),
+                                              _timer(replay, env, problems, comps, side_by_side=False), _timer(raw)], 5)
     n = batch * length
     # what replaying costs beyond the teacher's scoring (judging included), per token, timed on the scored
     # batch: on a GPU, where the scoring takes a few microseconds a token, this is what bounds the ratio
     scored = score_completions(env, problems, comps)
-    t_lock, t_one = _interleaved_best([_timer(replay_scored, env, problems, scored, lockstep=True),
-                                       _timer(replay_scored, env, problems, scored, lockstep=False)], 5)
+    t_side, t_one = _interleaved_best([_timer(replay_scored, env, problems, scored, side_by_side=True),
+                                       _timer(replay_scored, env, problems, scored, side_by_side=False)], 5)
     return {"fast_tokens_per_s": n / t_fast, "raw_tokens_per_s": n / t_raw, "ratio": t_raw / t_fast,
             "one_by_one_tokens_per_s": n / t_seq, "one_by_one_ratio": t_raw / t_seq,
-            "beyond_scoring_us_per_token": {"lockstep": t_lock / n * 1e6, "one_by_one": t_one / n * 1e6}}
+            "beyond_scoring_us_per_token": {"side_by_side": t_side / n * 1e6, "one_by_one": t_one / n * 1e6}}
 
 
 def naive_vs_ours(kwargs: dict, length: int, eos: set[int], vocab: int) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 
 from llm_cmdp_env.core import ScoredCompletion
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
-from llm_cmdp_env.lockstep import MIN_SIDE_BY_SIDE, lockstep_layers, replay_wave, wave_size
+from llm_cmdp_env.side_by_side import MIN_SIDE_BY_SIDE, replay_wave, side_by_side_layers, wave_size
 from llm_cmdp_env.tasks import Problem
 
 __all__ = ["Episode", "prompt_ids", "replay", "replay_scored", "sample_problems", "score_completions", "solution_ids"]
@@ -88,7 +88,7 @@ def replay(
     student_logprobs: Sequence[Any] | None = None,
     student_token_logprobs: Sequence[Any] | None = None,
     keep_infos: bool = False,
-    lockstep: bool = True,
+    side_by_side: bool = True,
 ) -> list[Episode]:
     """Score all completions in one batch, then step each episode through ``env``'s wrapper stack.
 
@@ -98,8 +98,8 @@ def replay(
     actually stepped. ``keep_infos=True`` also keeps every step's info.
 
     When the stack is only constraint wrappers (constraints, statistics) over the env, the episodes but the last
-    run side by side on arrays in waves of at least ``MIN_SIDE_BY_SIDE`` (:mod:`llm_cmdp_env.lockstep`: the same
-    numbers, about twice as fast per token at 32 episodes); ``lockstep=False`` (or ``keep_infos=True``) steps
+    run side by side on arrays in waves of at least ``MIN_SIDE_BY_SIDE`` (:mod:`llm_cmdp_env.side_by_side`: the same
+    numbers, about twice as fast per token at 32 episodes); ``side_by_side=False`` (or ``keep_infos=True``) steps
     every episode through the stack.
     """
     setup = _base(env).setup
@@ -107,16 +107,16 @@ def replay(
     for i, t in enumerate(tokens):
         setup.check_completion(t, i)
     scored = setup.score(problems, tokens, student_logprobs, student_token_logprobs)
-    return replay_scored(env, problems, scored, keep_infos=keep_infos, lockstep=lockstep)
+    return replay_scored(env, problems, scored, keep_infos=keep_infos, side_by_side=side_by_side)
 
 
 def replay_scored(env: gym.Env, problems: Sequence[Problem], scored: Sequence[ScoredCompletion],
-                  keep_infos: bool = False, lockstep: bool = True) -> list[Episode]:
+                  keep_infos: bool = False, side_by_side: bool = True) -> list[Episode]:
     """:func:`replay` after the scoring: step the completions scored by :func:`score_completions` (checked by
     it) through ``env``'s wrapper stack."""
     base = _base(env)
     episodes: list[Episode] = []
-    layers = lockstep_layers(env) if lockstep and not keep_infos else None
+    layers = side_by_side_layers(env) if side_by_side and not keep_infos else None
     if layers is not None and not all(np.isfinite(pre.cost).all() for pre in scored):
         layers = None  # one by one, so a NaN cost raises the wrappers' own error
     last = len(problems) - 1  # always through the stack: every wrapper then ends in one-by-one's state

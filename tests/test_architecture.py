@@ -26,7 +26,7 @@ LAYERS = {
     "llm_cmdp_env.core": 2,
     "llm_cmdp_env.envs": 3,
     "llm_cmdp_env.fast_path": 4,
-    "llm_cmdp_env.lockstep": 4,
+    "llm_cmdp_env.side_by_side": 4,
     "llm_cmdp_env.wrappers": 4,
     **{f"llm_cmdp_env.{m}": 5 for m in ("registration", "demo", "trl_rewards")},
     "llm_cmdp_env": 5,  # the package root (its lazy attributes reach into envs/)

@@ -96,7 +96,7 @@ def test_summary_verdicts_merge_runs_and_survive_missing_or_broken_files(gpu_sum
     assert "no throughput figures" in "\n".join(gpu_summary.summary(tmp_path))
     _write(tmp_path, "throughput_qwen.json", {"qwen2-0.5b-shape": {
         "fast_vs_raw": 0.95, "env_vs_raw": {"8": 0.91, "64": 0.85, "256": 0.8996},
-        "fast_path": {"beyond_scoring_us_per_token": {"lockstep": 1.25, "one_by_one": 6.5}},
+        "fast_path": {"beyond_scoring_us_per_token": {"side_by_side": 1.25, "one_by_one": 6.5}},
         "sampler": {"batch": 64}, "env_step_modes": {"batch": 64},
         "sampler_vs_generate": {"eager": 1.2, "compiled": None, "cudagraph": None},
         "compiled_vs_eager": {"sampler": {"cudagraph": 5.0}, "env_step": {"cudagraph": 3.5}},
@@ -112,7 +112,7 @@ def test_summary_verdicts_merge_runs_and_survive_missing_or_broken_files(gpu_sum
     assert "throughput_broken.json: unreadable" in text
     assert "throughput_qwen_compiled.json (incomplete: stopped before its end)" in text
     assert "1. fast path / raw full forward 0.950 (met" in text
-    assert "stepping beyond the scoring lockstep 1.25 us/token, one_by_one 6.50 us/token" in text
+    assert "stepping beyond the scoring side_by_side 1.25 us/token, one_by_one 6.50 us/token" in text
     assert "batch 256: 0.900 (MISSED" in text  # shown to 3 places, judged unrounded
     assert "batch 8: 0.910 (met" in text and "batch 64: 0.850 (MISSED" in text
     assert "env step / eager raw step, cudagraph (batch 64): 3.500 (MISSED, target >= 4), 25.0% of the" in text

@@ -166,7 +166,7 @@ class Constraint:
     def episodes_until_start_changes(self) -> int | None:
         """How many more episode ends may pass before :meth:`start` can begin an episode differently (None:
         never). Episodes that start before that many end can be run side by side with the same numbers as one
-        after another (the lockstep replay, :mod:`llm_cmdp_env.lockstep`). Default: never for a rule without
+        after another (the side-by-side replay, :mod:`llm_cmdp_env.side_by_side`). Default: never for a rule without
         :meth:`finish`, else 1 (safe for any rule); a rule whose ``finish`` leaves ``start`` alone says None."""
         return 1 if self.has_finish() else None
 

@@ -41,7 +41,7 @@ class EpisodeStatistics(Constraint):
     - ``"r"``: the episode return :math:`\sum_t r_t` of the rewards *as this wrapper sees them* (so,
       placed outermost, the shaped reward the learner optimises);
     - ``"c"``: the episode cost :math:`C = \sum_t c_t` (from ``info["cost"]``);
-    - ``"l"``: the episode length; ``"t"``: wall-clock seconds since the reset (on the fast path's lockstep
+    - ``"l"``: the episode length; ``"t"``: wall-clock seconds since the reset (on the fast path's side-by-side
       replay, since the start of the episodes run side by side);
     - ``"task_r"``: :math:`\sum_t` ``info["task_reward"]`` (the raw task return), when the env reports it;
     - ``"c_max_prefix_mean"``: :math:`\max_t \frac1t\sum_{s\le t} c_s`, the statistic of the worst-case

@@ -1,4 +1,4 @@
-"""The lockstep replay (episodes side by side on arrays) gives one-by-one stepping's numbers bit for bit, for every
+"""The side-by-side replay (episodes side by side on arrays) gives one-by-one stepping's numbers bit for bit, for every
 constraint, with early termination, sampled Sauté budgets and a learned multiplier's waves, and leaves the
 wrappers in the same state."""
 
@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from llm_cmdp_env import lockstep
+from llm_cmdp_env import side_by_side
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.fast_path import replay, sample_problems
-from llm_cmdp_env.lockstep import lockstep_layers
+from llm_cmdp_env.side_by_side import side_by_side_layers
 from llm_cmdp_env.wrappers import apply_constraint
 from llm_cmdp_env.wrappers.constraint import ConstraintWrapper
 from tests.test_fast_path import CostPenalty, _completions
@@ -85,7 +85,7 @@ def waves(monkeypatch):
 
     def spy(env, layers, problems, scored):
         sizes.append(len(problems))
-        return lockstep.replay_wave(env, layers, problems, scored)
+        return side_by_side.replay_wave(env, layers, problems, scored)
 
     monkeypatch.setattr(fast_path, "replay_wave", spy)
     return sizes
@@ -97,14 +97,14 @@ WAVES = {"learned-every-1": [], "learned-every-9": [9, 9, 8, 9]}
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_lockstep_equals_one_by_one(tiny_env_kwargs, case, waves):
+def test_side_by_side_equals_one_by_one(tiny_env_kwargs, case, waves):
     fast, slow = _stack(tiny_env_kwargs, case), _stack(tiny_env_kwargs, case)
-    assert lockstep_layers(fast) is not None
+    assert side_by_side_layers(fast) is not None
     for call in range(2):  # the second call continues the multiplier, queues and generators of the first
         problems = sample_problems(fast, 19)
         assert [p.question for p in problems] == [p.question for p in sample_problems(slow, 19)]
         completions = _completions(fast, 19, np.random.default_rng(10 + call))
-        _same_episodes(replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False))
+        _same_episodes(replay(fast, problems, completions), replay(slow, problems, completions, side_by_side=False))
         assert _layers_state(fast) == _layers_state(slow)
     assert waves == WAVES.get(case, [18, 18])
     # both envs go on identically by hand
@@ -115,7 +115,7 @@ def test_lockstep_equals_one_by_one(tiny_env_kwargs, case, waves):
         assert ra[1] == rb[1] and _no_wall_clock(ra[4]) == _no_wall_clock(rb[4])
 
 
-def test_lockstep_cuts_episodes_a_rule_ends_and_sizes_waves(tiny_env_kwargs, waves):
+def test_side_by_side_cuts_episodes_a_rule_ends_and_sizes_waves(tiny_env_kwargs, waves):
     env = _stack(tiny_env_kwargs, "budget-terminate")
     problems = sample_problems(env, 12)
     completions = _completions(env, 12, np.random.default_rng(3))
@@ -125,14 +125,14 @@ def test_lockstep_cuts_episodes_a_rule_ends_and_sizes_waves(tiny_env_kwargs, wav
     assert any(len(ep.tokens) < len(c) for ep, c in zip(episodes[:-1], completions[:-1]))
     learned = _stack(tiny_env_kwargs, "learned-every-9")
     rule = learned.env.constraint  # the rule under the statistics
-    assert rule.episodes_until_start_changes() == 9 and lockstep.wave_size(lockstep_layers(learned), 30) == 9
+    assert rule.episodes_until_start_changes() == 9 and side_by_side.wave_size(side_by_side_layers(learned), 30) == 9
     rule.multiplier.observe(1.0)
     assert rule.episodes_until_start_changes() == 8  # one of the batch of 9 is already queued
-    assert lockstep.wave_size(lockstep_layers(learned), 5) == 5
+    assert side_by_side.wave_size(side_by_side_layers(learned), 5) == 5
 
 
-def test_stacks_the_lockstep_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
-    assert lockstep_layers(CostPenalty(MathDistillEnv(**tiny_env_kwargs))) is None  # a foreign wrapper
+def test_stacks_the_side_by_side_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
+    assert side_by_side_layers(CostPenalty(MathDistillEnv(**tiny_env_kwargs))) is None  # a foreign wrapper
 
     class Custom(ConstraintWrapper):
         def step(self, action):
@@ -140,21 +140,21 @@ def test_stacks_the_lockstep_cannot_reproduce_step_one_by_one(tiny_env_kwargs):
 
     from llm_cmdp_env.wrappers.budget import BudgetReward
 
-    assert lockstep_layers(Custom(MathDistillEnv(**tiny_env_kwargs), BudgetReward(10.0))) is None
+    assert side_by_side_layers(Custom(MathDistillEnv(**tiny_env_kwargs), BudgetReward(10.0))) is None
 
     class OwnStep(MathDistillEnv):
         def step(self, action):
             return super().step(action)
 
-    assert lockstep_layers(ConstraintWrapper(OwnStep(**tiny_env_kwargs), BudgetReward(10.0))) is None
+    assert side_by_side_layers(ConstraintWrapper(OwnStep(**tiny_env_kwargs), BudgetReward(10.0))) is None
     made = apply_constraint(gym.make("MathDistill-v0", **tiny_env_kwargs), "budget", budget=30.0)
-    assert lockstep_layers(made) is not None  # Gymnasium's passive checkers are fine
+    assert side_by_side_layers(made) is not None  # Gymnasium's passive checkers are fine
     made.reset(seed=1)
     problems = sample_problems(made, 10)
     completions = _completions(made, 10, np.random.default_rng(1))
     slow = apply_constraint(gym.make("MathDistill-v0", **tiny_env_kwargs), "budget", budget=30.0)
     slow.reset(seed=1)
-    _same_episodes(replay(made, problems, completions), replay(slow, problems, completions, lockstep=False))
+    _same_episodes(replay(made, problems, completions), replay(slow, problems, completions, side_by_side=False))
 
 
 @pytest.mark.parametrize("which", [0, 1])  # _completions: episode 0 ends on EOS (terminated), 1 is truncated
@@ -163,12 +163,12 @@ def test_a_rule_ending_an_episode_on_its_last_token_leaves_the_env_s_end(tiny_en
     plain = _stack(tiny_env_kwargs, "none")
     problems = sample_problems(plain, 3)
     completions = _completions(plain, 3, np.random.default_rng(5))
-    cost = np.cumsum(replay(plain, problems, completions, lockstep=False)[which].costs)
+    cost = np.cumsum(replay(plain, problems, completions, side_by_side=False)[which].costs)
     budget = float((cost[-2] + cost[-1]) / 2)
     fast, slow = (apply_constraint(MathDistillEnv(**tiny_env_kwargs), "budget", budget=budget,
                                    terminate_on_violation=True) for _ in range(2))
     problems, completions = problems + problems * 3, completions + completions * 3  # 12: 11 side by side
-    a, b = replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False)
+    a, b = replay(fast, problems, completions), replay(slow, problems, completions, side_by_side=False)
     _same_episodes(a, b)
     assert len(a[which].tokens) == len(completions[which]) and "budget_terminated" not in a[which].final_info
     assert (a[which].terminated, a[which].truncated) == ((True, False) if which == 0 else (False, True))
@@ -185,7 +185,7 @@ def test_correct_answers_side_by_side(tiny_env_kwargs, waves):
     rng = np.random.default_rng(4)
     completions = [solution_ids(fast, p) if i % 2 == 0 else [int(x) for x in rng.integers(1, 300, size=96)]
                    for i, p in enumerate(problems)]
-    a, b = replay(fast, problems, completions), replay(slow, problems, completions, lockstep=False)
+    a, b = replay(fast, problems, completions), replay(slow, problems, completions, side_by_side=False)
     _same_episodes(a, b)
     assert waves == [11] and sum(ep.final_info["task_reward"] for ep in a[:-1]) >= 3
     assert all(ep.final_info["episode"]["task_r"] == ep.final_info["task_reward"] for ep in a)

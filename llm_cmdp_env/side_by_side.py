@@ -18,7 +18,7 @@ precomputed scores and the same judge, and each rule's ``finish`` per episode, i
   one-by-one stepping leaves (and Gymnasium's checkers see a reset and steps);
 - the statistics' wall-clock ``t`` counts from the start of the episode's wave.
 
-``tests/test_lockstep.py`` checks rewards, costs, end flags and final infos against one-by-one stepping for
+``tests/test_side_by_side.py`` checks rewards, costs, end flags and final infos against one-by-one stepping for
 every constraint, early termination, waves and the wrappers' state afterwards.
 """
 
@@ -36,14 +36,14 @@ from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.wrappers.constraint import ConstraintWrapper, InfoView, State, merge_info, state_row
 
-__all__ = ["MIN_SIDE_BY_SIDE", "lockstep_layers", "replay_wave", "wave_size"]
+__all__ = ["MIN_SIDE_BY_SIDE", "side_by_side_layers", "replay_wave", "wave_size"]
 
 _PASSIVE = (OrderEnforcing, PassiveEnvChecker)
 
 
-def lockstep_layers(env: gym.Env) -> list[ConstraintWrapper] | None:
+def side_by_side_layers(env: gym.Env) -> list[ConstraintWrapper] | None:
     """The constraint wrappers of ``env`` from the innermost out, or None when the stack holds anything the
-    lockstep replay cannot reproduce (another wrapper, a subclass with its own ``reset``/``step``, an env
+    side-by-side replay cannot reproduce (another wrapper, a subclass with its own ``reset``/``step``, an env
     subclass with its own, human rendering)."""
     layers: list[ConstraintWrapper] = []
     w: Any = env
