@@ -108,7 +108,8 @@ class CategoricalLMActor(Actor):
         """Log-probability of encoded tokens under the last distribution (``[B]``, as OmniSafe's actors)."""
         assert self._after_inference, "log_prob() should be called after predict() or forward()"
         self._after_inference = False
-        return self._current_dist.log_prob(action_to_token(act, self.vocab_size).to(self.lm.device)).sum(-1)
+        tokens = action_to_token(act, self.vocab_size).to(self.lm.device).unsqueeze(-1)  # [B, 1], as the batch
+        return self._current_dist.log_prob(tokens).sum(-1)
 
     @property
     def std(self) -> float:
