@@ -22,6 +22,17 @@ def _from_dict(cls: type, d: Mapping[str, Any], section: str) -> Any:
     return cls(**d)
 
 
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a dataclass, as declared (no ``__post_init__`` applied)."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 ALGOS = ("ppo", "grpo", "gkd", "minillm")
 # algorithms whose loss is a policy gradient on the wrapper stack's reward (the others distil: see distill_losses)
 RL_ALGOS = ("ppo", "grpo")
@@ -229,10 +240,19 @@ class RunConfig:
                 "train": self.train.to_dict(), "eval": dataclasses.asdict(self.eval)}
 
     @classmethod
+    def defaults(cls) -> dict[str, dict[str, Any]]:
+        """Every field's own default, before any default that depends on another field is applied (e.g.
+        ``group_size``: None, resolved from ``algo`` at construction). The base that ``--config`` and the flags
+        are merged onto, so a dependent default follows the value the user gave, not the default of the other
+        field (``--algo grpo`` alone gets GRPO's group size)."""
+        return {name: _field_defaults(typ) for name, typ in
+                (("env", EnvConfig), ("policy", PolicyConfig), ("train", TrainConfig), ("eval", EvalConfig))}
+
+    @classmethod
     def unknown_sections(cls, d: Mapping[str, Any]) -> list[str]:
         """Top-level keys of ``d`` that are no section (keys starting with ``_``, e.g. ``_comment``, are comments;
-        ``world_size`` records a data-parallel run's size)."""
-        return sorted(k for k in set(d) - set(cls.SECTIONS) - {"world_size"} if not str(k).startswith("_"))
+        ``world_size`` records a data-parallel run's size, ``threads`` its torch thread count)."""
+        return sorted(k for k in set(d) - set(cls.SECTIONS) - {"world_size", "threads"} if not str(k).startswith("_"))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:

@@ -15,7 +15,20 @@ from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.rollout import rollout
 from llm_cmdp_env.validation import check_positive_int
 
-__all__ = ["evaluate_policy"]
+__all__ = ["check_eval_size", "evaluate_policy"]
+
+
+def check_eval_size(env: gym.Env, n: int, start_index: int = 0, flag: str = "n") -> Any:
+    """The env's task, after checking it holds problems ``start_index .. start_index + n - 1``; else a ValueError
+    naming ``flag`` (the setting to lower) and how many problems the split has."""
+    task = env.unwrapped.setup.task
+    if start_index < 0 or start_index + n > len(task):
+        split = getattr(task, "split", None)
+        where = f"the {split!r} split of {getattr(task, 'source', 'the dataset')}" if split else "the dataset"
+        most = max(0, len(task) - max(0, start_index))
+        raise ValueError(f"{flag}={n} asks for {n} problems from index {start_index}, but {where} has {len(task)}: "
+                         f"lower {flag} to at most {most}")
+    return task
 
 
 def evaluate_policy(
@@ -69,9 +82,7 @@ def evaluate_policy(
     """
     n = check_positive_int(n, "n")
     batch_size = check_positive_int(batch_size, "batch_size")
-    task = env.unwrapped.setup.task
-    if start_index < 0 or start_index + n > len(task):
-        raise ValueError(f"n={n} problems from index {start_index} asked, but the dataset has {len(task)}")
+    task = check_eval_size(env, n, start_index)
     world = world or World()
     env.reset(seed=seed)
     gen = torch.Generator(device=policy.device).manual_seed(seed)

@@ -30,16 +30,17 @@ from llm_cmdp_agents.checkpoint import latest_checkpoint, read_policy_state
 from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig
 from llm_cmdp_agents.data_parallel import parameters_per_rank, unsharded_copy
 from llm_cmdp_agents.distributed import World
-from llm_cmdp_agents.evaluate import evaluate_policy
+from llm_cmdp_agents.evaluate import check_eval_size, evaluate_policy
 from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
+from llm_cmdp_agents.run_lock import RunLock
 from llm_cmdp_agents.saute import conditions_on_budget
 from llm_cmdp_agents.trainer import Trainer
 from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = [
     "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "is_run_dir", "load_run_policy", "make_env",
-    "make_policy", "read_run_config", "train_run",
+    "make_policy", "read_run_config", "recorded_threads", "train_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -93,14 +94,29 @@ def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a run folder written by :func:`train_run`."""
+    """Whether ``path`` is a run folder written by :func:`train_run`. A folder that holds a run's other files
+    (``progress.csv``, ``checkpoints/``, ``results.json``) beside a ``config.json`` that is not valid JSON is an
+    error naming the file and what to do (it must not be taken for a model folder)."""
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         return False
     try:
         return "train" in json.loads(p.read_text())
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        run_files = [n for n in ("progress.csv", "checkpoints", RESULTS_FILE) if (Path(path) / n).exists()]
+        if run_files:
+            raise ValueError(_corrupt_config(p, e)) from None
         return False
+
+
+def _corrupt_config(path: Path, error: Exception) -> str:
+    run = path.parent
+    final = run / FINAL_DIR
+    model = (f"evaluate the trained model folder directly, giving the run's env flags again: llm-cmdp eval {final} "
+             "--constraint ... --budget ..." if final.is_dir() else "the run has no final/ model yet, so it cannot be "
+             "evaluated or resumed without its settings")
+    return (f"{path} is not valid JSON ({error}): the run's settings were cut or edited. Restore the file (from a "
+            f"backup, or rewrite it with the settings the run was started with), or {model}")
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -110,16 +126,29 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE})") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(_corrupt_config(path, e)) from None
     return RunConfig.from_dict(raw)
 
 
+def recorded_threads(run_dir: str | Path) -> int | str | None:
+    """The torch thread count a run recorded in its ``config.json`` (an int, ``"adaptive"``, or None for runs
+    from before it was recorded)."""
+    try:
+        value = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("threads")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if value == "adaptive" or (isinstance(value, int) and value > 0) else None
+
+
 def load_run_policy(run_dir: str | Path, device: str = "auto") -> LLMPolicy:
-    """The trained policy of a run: ``final/`` if the run finished, else its newest intact checkpoint."""
+    """The trained policy of a run: ``final/`` if the run finished, else its newest intact checkpoint. Which one
+    it is stays on the policy as ``policy.weights_source`` (a path), so an evaluation can say what it scored."""
     run_dir = Path(run_dir)
     if (run_dir / FINAL_DIR / "agent_config.json").is_file():
-        return LLMPolicy.from_pretrained(run_dir / FINAL_DIR, device=device)
+        policy = LLMPolicy.from_pretrained(run_dir / FINAL_DIR, device=device)
+        policy.weights_source = str(run_dir / FINAL_DIR)
+        return policy
     cfg = read_run_config(run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
@@ -127,6 +156,7 @@ def load_run_policy(run_dir: str | Path, device: str = "auto") -> LLMPolicy:
     cfg.policy.device = device
     policy = make_policy(cfg.policy, cfg.train.algo, cfg.env.constraint)
     policy.load_trainable_state_dict({k: v.to(policy.device) for k, v in read_policy_state(ckpt).items()})
+    policy.weights_source = str(ckpt)
     return policy
 
 
@@ -164,8 +194,16 @@ def train_run(
     adaptive_threads: bool = False,
     world: World | None = None,
     out: Callable[[str], None] = print,
+    force: bool = False,
+    threads: int | str | None = None,
 ) -> dict[str, Any]:
     """Train a policy and write a run folder; evaluate before and after (``config.eval``).
+
+    The folder has one writer: rank 0 holds its lock (:class:`~llm_cmdp_agents.run_lock.RunLock`) from before
+    anything is read or written until the end, so a second process on the same folder fails at once with
+    :class:`~llm_cmdp_agents.run_lock.RunLockedError` naming the owner (``force``: take over a lock left by
+    another host). ``threads`` (the torch thread count the run uses, or ``"adaptive"``) is recorded in
+    ``config.json`` so that a resumed run reuses it.
 
     With ``resume=True`` the run continues from its newest intact checkpoint; ``config`` must then be the
     stored one (see :func:`resume_config`, which also applies the changes a resumed run may make). In a
@@ -180,7 +218,15 @@ def train_run(
         (the evaluation settings), ``train_seconds``, ``updates``, ``interrupted``, ``status``, ``run_dir``.
     """
     world = world or World()
-    run_dir = Path(run_dir)
+    if not world.is_main:
+        return _train_run(Path(run_dir), config, resume, progress, wandb, adaptive_threads, world, out, threads)
+    with RunLock(run_dir, force=force):
+        return _train_run(Path(run_dir), config, resume, progress, wandb, adaptive_threads, world, out, threads)
+
+
+def _train_run(run_dir: Path, config: RunConfig, resume: bool, progress: bool, wandb: bool | dict[str, Any],
+               adaptive_threads: bool, world: World, out: Callable[[str], None],
+               threads: int | str | None) -> dict[str, Any]:
     results_path = run_dir / RESULTS_FILE
     prior: dict[str, Any] = {}
     ckpt = None
@@ -193,14 +239,25 @@ def train_run(
         if ckpt is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
         if results_path.is_file():
-            prior = json.loads(results_path.read_text())
+            try:
+                prior = json.loads(results_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"--resume: {results_path} is not valid JSON ({e}): it was cut or edited. Delete it "
+                                 "and resume again: the before-training evaluation is then recomputed (the same "
+                                 "numbers) and the after-training one is written at the end") from None
+            if not isinstance(prior, dict):
+                raise ValueError(f"--resume: {results_path} holds no JSON object; delete it and resume again")
     elif (run_dir / "checkpoints").exists() or results_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another folder")
     stored = {**config.to_dict(), "world_size": world.size}
+    if threads is not None:
+        stored["threads"] = threads
     # built (and so validated) before anything is written
     env = make_env(config.env, config.env.split, learn_multiplier=not world.active)
     policy = make_policy(config.policy, config.train.algo, config.env.constraint)
     test_base = make_eval_env(config).unwrapped if config.eval.n else None
+    if test_base is not None:  # before the folder is written: a too large --eval-n leaves nothing behind
+        check_eval_size(test_base, config.eval.n, flag="--eval-n")
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / CONFIG_FILE, stored)

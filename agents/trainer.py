@@ -71,7 +71,7 @@ class Trainer:
         The constraint budget, logged in ``progress.csv`` next to the cost (default: the stack's own ``budget``).
     adaptive_threads : bool
         Before each update, set torch's CPU threads to the cores other processes left free during the previous
-        one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train`` does unless ``--threads`` is set).
+        one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train --threads adaptive``; not reproducible).
     world : World, optional
         This process's rank in a data-parallel job (``init_world()`` under ``torchrun``; default a world of one).
         Each rank samples and scores its share of every update's prompts, DDP averages the gradients (or FSDP

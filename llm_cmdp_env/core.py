@@ -152,6 +152,13 @@ class DistillSetup:
                 f"{self.obs_length} exceeds the {role}'s {limit} positions; lower max_new_tokens or max_prompt_tokens"
             )
 
+    @property
+    def cost_lower_bound(self) -> float:
+        """The least per-token cost the divergence can give: 0 for the non-negative ones (``teacher_nll``, the
+        exact KLs), ``-inf`` for the sampled ``log_ratio``. Constraint factories refuse a budget below it
+        (every episode would violate it)."""
+        return 0.0 if self.divergence.nonnegative else float("-inf")
+
     # ------------------------------------------------------------------ the acting policy's log-probs
     @property
     def uses_student_model(self) -> bool:
@@ -298,6 +305,12 @@ class DistillSetup:
         """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
         ids = self._prompt_cache.get(problem.question)
         if ids is None:
+            chars, per_token = len(problem.question), self.prompts.max_token_chars
+            if chars > self.max_prompt_tokens * per_token:  # checked before tokenising: time and memory stay bounded
+                raise ValueError(
+                    f"question of problem {problem.index} ({problem.source}) has {chars:,} characters: more than "
+                    f"max_prompt_tokens={self.max_prompt_tokens} tokens of at most {per_token} characters each can "
+                    "hold; shorten it or raise max_prompt_tokens")
             ids = self.prompts.encode(problem.question)
             if len(self._prompt_cache) >= _PROMPT_CACHE_SIZE:
                 self._prompt_cache.pop(next(iter(self._prompt_cache)))  # oldest first

@@ -196,11 +196,47 @@ REGISTRY: dict[str, DatasetSpec] = {
 """Every named dataset, by name."""
 
 
+LOCAL_DESCRIPTION = "your own dataset (llm-cmdp data import); GSM8K or MATH line format"
+
+
+def _split_order(stems: Iterable[str]) -> tuple[str, ...]:
+    stems = set(stems)
+    return tuple([s for s in SPLIT_NAMES if s in stems] + sorted(stems - set(SPLIT_NAMES)))
+
+
+def _local_spec(name: str, splits: Iterable[str]) -> DatasetSpec:
+    return DatasetSpec(name, _split_order(splits), "", None, parse_any_row, LOCAL_DESCRIPTION)
+
+
+def local_datasets() -> dict[str, DatasetSpec]:
+    """Datasets that are not built in but have a folder ``<data dir>/<name>/`` of ``<split>.jsonl`` files in a
+    searched data folder (what ``llm-cmdp data import NAME FILE`` makes), by name; the first folder wins."""
+    out: dict[str, DatasetSpec] = {}
+    for d, _ in search_dirs():
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            stems = [f.name[: -len(".jsonl")] for f in sub.glob("*.jsonl")] if sub.is_dir() else []
+            if sub.name not in REGISTRY and sub.name not in out and _SPLIT_RE.match(sub.name) and stems:
+                out[sub.name] = _local_spec(sub.name, stems)
+    return out
+
+
 def get_spec(name: str) -> DatasetSpec:
-    """The registry entry of ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown dataset name {name!r}: expected one of {tuple(REGISTRY)}")
-    return REGISTRY[name]
+    """The registry entry of ``name``, or the local dataset of that name (:func:`local_datasets`); an unknown
+    name is a ValueError listing the known ones."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    local = local_datasets()
+    if isinstance(name, str) and name in local:
+        return local[name]
+    raise ValueError(f"unknown dataset name {name!r}: expected one of {(*REGISTRY, *local)} (built in, or imported "
+                     f"with llm-cmdp data import NAME FILE into {data_dir()})")
+
+
+def is_dataset_name(name: object) -> bool:
+    """Whether ``name`` names a built-in or a local dataset."""
+    return isinstance(name, str) and (name in REGISTRY or name in local_datasets())
 
 
 # --- where files are looked for -----------------------------------------------------------------------
@@ -254,6 +290,8 @@ def dataset_path(name: str, split: str | None = None) -> Path | None:
 def fix_hint(name: str) -> str:
     """The commands that put dataset ``name`` into the data folder (for error messages)."""
     spec = get_spec(name)
+    if not spec.hub_id:
+        return f"To add a split to it: llm-cmdp data import {name} FILE --split SPLIT   (writes into {data_dir()})"
     need = "" if importlib.util.find_spec("datasets") else "; needs `pip install datasets`"
     files = "/".join(spec.file_name(s) for s in spec.splits)
     return (
@@ -291,16 +329,40 @@ def _check_split_name(split: str) -> None:
         raise ValueError(f"split must be a split name such as 'train' or 'test' (a file stem), got {split!r}")
 
 
-def resolve_dataset_path(path: str | os.PathLike, split: str | None = None) -> tuple[Path, str | None]:
-    """The jsonl file that ``dataset=path, split=split`` means, and the split it stands for.
+HOLDOUT_EVERY = 10
+"""A single file not named for a split holds two disjoint splits: ``test`` = every 10th problem (0-based
+indices 9, 19, 29, ...), ``train`` = all the others."""
 
-    The rule never lets one file serve two splits:
+
+class DatasetFile(NamedTuple):
+    """What ``dataset=path, split=...`` means: the file, the split it stands for, and which part of the file
+    (``"train"``/``"test"`` of :data:`HOLDOUT_EVERY` for a single file not named for a split, else None: all
+    of it)."""
+
+    path: Path
+    split: str | None
+    part: str | None = None
+
+
+def holdout_part(index: int, part: str | None) -> bool:
+    """Whether problem ``index`` (0-based, in file order) of a single file belongs to ``part``."""
+    if part is None:
+        return True
+    held = index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+    return held if part == "test" else not held
+
+
+def resolve_dataset_path(path: str | os.PathLike, split: str | None = None) -> DatasetFile:
+    """The jsonl file that ``dataset=path, split=split`` means, the split it stands for, and the part of it.
+
+    The rule never lets one problem serve two splits:
 
     - a folder holds ``<split>.jsonl``; ``split=None`` means ``"train"``.
     - a file named for a split (``train.jsonl``, ``validation.jsonl``, ``test.jsonl``) is that split only:
       ``split`` must be None or equal to its stem.
-    - any other file (``mine.jsonl``) is a single training set: ``split`` must be None or ``"train"``
-      (returned as None). To evaluate on other problems pass that file, or a folder of split files.
+    - any other file (``mine.jsonl``) holds two disjoint splits: ``test`` is every 10th problem (0-based
+      indices 9, 19, ...), ``train`` (and ``split=None``) the other nine in ten. So ``llm-cmdp train --dataset
+      mine.jsonl`` trains on nine tenths and evaluates on the held-out tenth. Other splits are refused.
 
     Raises
     ------
@@ -320,7 +382,7 @@ def resolve_dataset_path(path: str | os.PathLike, split: str | None = None) -> t
             why = " (split=None means 'train' for a folder)" if split is None else ""
             hint = f"; it holds the splits {held}: pass split= one of them" if held else "; it holds no .jsonl file"
             raise FileNotFoundError(f"dataset folder {p} has no {f.name}{why}{hint}")
-        return f, s
+        return DatasetFile(f, s)
     if not p.is_file():
         raise FileNotFoundError(f"dataset file not found: {p}")
     stem = p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.stem
@@ -330,14 +392,15 @@ def resolve_dataset_path(path: str | os.PathLike, split: str | None = None) -> t
                 f"dataset={str(p)!r} is the {stem!r} split, so split={split!r} would reuse it for another split: "
                 f"pass the {split} file's path, or the folder holding {stem}.jsonl and {split}.jsonl"
             )
-        return p, stem
-    if split not in (None, "train"):
+        return DatasetFile(p, stem)
+    if split not in (None, "train", "test"):
         raise ValueError(
-            f"dataset={str(p)!r} is one file whose name is not a split name, so it serves as the training set "
-            f"(split=None or 'train') only; split={split!r} would reuse the same problems. Pass a {split} file's "
-            f"path, or a folder holding train.jsonl and {split}.jsonl"
+            f"dataset={str(p)!r} is one file whose name is not a split name: it holds the splits 'train' (nine "
+            f"problems in ten) and 'test' (every {HOLDOUT_EVERY}th), not {split!r}. Pass a {split} file's path, or "
+            f"a folder holding train.jsonl and {split}.jsonl"
         )
-    return p, None
+    part = "train" if split is None else split
+    return DatasetFile(p, part, part)
 
 
 # --- getting files into the data folder ----------------------------------------------------------------
@@ -421,7 +484,8 @@ def import_dataset(name: str, source: str | os.PathLike, split: str | None = Non
     Parameters
     ----------
     name : str
-        A registry name (see :data:`REGISTRY`).
+        A registry name (see :data:`REGISTRY`), or any other name (letters, digits, ``_.-``): your own dataset,
+        then usable as ``dataset=name`` (its splits are the files it holds).
     source : path
         A ``.jsonl`` file (its split is its stem when that is a split name, else ``split``) or a folder
         holding ``<split>.jsonl`` files (all the dataset's splits found there, or only ``split``).
@@ -430,7 +494,15 @@ def import_dataset(name: str, source: str | os.PathLike, split: str | None = Non
     force : bool
         Replace an existing file with different content (otherwise a FileExistsError).
     """
-    spec = get_spec(name)
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+    elif isinstance(name, str) and _SPLIT_RE.match(name) and name != "arithmetic":
+        spec = _local_spec(name, SPLIT_NAMES if split is None else (*SPLIT_NAMES, split))
+        if split is not None:
+            _check_split_name(split)
+    else:
+        raise ValueError(f"dataset name must be letters, digits and '_.-' (not 'arithmetic', which is generated), "
+                         f"got {name!r}")
     payload: dict[str, tuple[bytes, int, str]] = {}
     for s, path in _import_splits(spec, Path(source).expanduser(), split).items():
         data = path.read_bytes()
@@ -455,6 +527,9 @@ def fetch_dataset(name: str, split: str | None = None, force: bool = False) -> l
         Offline (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``; checked first, so it fails at once), ``datasets``
         not installed, or the download failed. The message says how to import a copy instead.
     """
+    if name not in REGISTRY:
+        raise ValueError(f"cannot fetch {name!r}: fetch knows the built-in datasets {tuple(REGISTRY)}; your own "
+                         f"files come in with llm-cmdp data import {name} FILE")
     spec = get_spec(name)
     splits = [spec.check_split(split)] if split is not None else list(spec.splits)
     files = "/".join(spec.file_name(s) for s in spec.splits)
@@ -493,7 +568,7 @@ def _count_lines(path: Path) -> int:
 def list_data(names: Iterable[str] | None = None) -> list[DataFile]:
     """Every split of every named dataset: the file found (with its number of non-blank lines) or missing."""
     out: list[DataFile] = []
-    for name in names if names is not None else REGISTRY:
+    for name in names if names is not None else (*REGISTRY, *local_datasets()):
         spec = get_spec(name)
         for s in spec.splits:
             found = next(((p, o) for p, o in candidate_paths(name, s) if p.is_file()), None)
@@ -505,8 +580,9 @@ def list_data(names: Iterable[str] | None = None) -> list[DataFile]:
 
 
 __all__ = [
-    "DATA_DIR_ENV", "GSM8K_DIR_ENV", "REGISTRY", "SPLIT_NAMES", "DataFile", "DatasetSpec", "FetchError", "Row",
-    "candidate_paths", "data_dir", "dataset_path", "dev_data_dir", "fetch_dataset", "find_dataset_file",
-    "fix_hint", "get_spec", "hub_offline", "import_dataset", "list_data", "parse_any_row", "parse_gsm8k_row",
-    "parse_jsonl", "parse_math_row", "read_jsonl", "resolve_dataset_path", "search_dirs", "user_data_dir",
+    "DATA_DIR_ENV", "DataFile", "DatasetFile", "DatasetSpec", "FetchError", "GSM8K_DIR_ENV", "HOLDOUT_EVERY",
+    "REGISTRY", "Row", "SPLIT_NAMES", "candidate_paths", "data_dir", "dataset_path", "dev_data_dir",
+    "fetch_dataset", "find_dataset_file", "fix_hint", "get_spec", "holdout_part", "hub_offline", "import_dataset",
+    "is_dataset_name", "list_data", "local_datasets", "parse_any_row", "parse_gsm8k_row", "parse_jsonl",
+    "parse_math_row", "read_jsonl", "resolve_dataset_path", "search_dirs", "user_data_dir",
 ]

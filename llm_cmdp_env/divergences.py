@@ -33,13 +33,15 @@ CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | Non
 class DivergenceSpec:
     """A per-token cost by name: what it needs from the student (nothing, the acted token's log-prob, or the full
     row), whether it needs the teacher's full row (else only the taken token's log-prob, which a scorer can get
-    without writing a ``[tokens, V]`` log-softmax), and the function computing it."""
+    without writing a ``[tokens, V]`` log-softmax), whether it is never negative (so a negative budget is refused
+    at construction), and the function computing it."""
 
     name: str
     needs_student: bool
     needs_full_student: bool
     cost: CostFn
     needs_teacher_row: bool = True
+    nonnegative: bool = False  # every cost >= 0 (an NLL or an exact KL): a budget below 0 can never be met
 
 
 def _xlogx_diff(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
@@ -70,21 +72,22 @@ def _forward_kl(t: torch.Tensor, a: torch.Tensor, t_tok: torch.Tensor, s: torch.
 
 
 DIVERGENCES: dict[str, DivergenceSpec] = {
-    "teacher_nll": DivergenceSpec("teacher_nll", False, False, _teacher_nll, needs_teacher_row=False),
-    "log_ratio": DivergenceSpec("log_ratio", True, False, _log_ratio, needs_teacher_row=False),
-    "reverse_kl": DivergenceSpec("reverse_kl", True, True, _reverse_kl),
-    "forward_kl": DivergenceSpec("forward_kl", True, True, _forward_kl),
+    "teacher_nll": DivergenceSpec("teacher_nll", False, False, _teacher_nll, needs_teacher_row=False,
+                                  nonnegative=True),
+    "log_ratio": DivergenceSpec("log_ratio", True, False, _log_ratio, needs_teacher_row=False),  # sampled: any sign
+    "reverse_kl": DivergenceSpec("reverse_kl", True, True, _reverse_kl, nonnegative=True),
+    "forward_kl": DivergenceSpec("forward_kl", True, True, _forward_kl, nonnegative=True),
 }
 
 
 def register_divergence(name: str, cost: CostFn, *, needs_student: bool, needs_full_student: bool = False,
-                        needs_teacher_row: bool = True) -> None:
+                        needs_teacher_row: bool = True, nonnegative: bool = False) -> None:
     """Make ``cost`` available as ``divergence=name`` (see :data:`CostFn` for its arguments). A student-dependent
     cost reads the acting policy's log-probs, which the env takes from the action or its ``student`` model. A cost
     of the taken token alone (``needs_teacher_row=False``) may receive ``teacher_logp=None``."""
     if needs_full_student and not needs_student:
         raise ValueError("needs_full_student implies needs_student")
-    DIVERGENCES[name] = DivergenceSpec(name, needs_student, needs_full_student, cost, needs_teacher_row)
+    DIVERGENCES[name] = DivergenceSpec(name, needs_student, needs_full_student, cost, needs_teacher_row, nonnegative)
 
 
 def get_divergence(name: str) -> DivergenceSpec:

@@ -30,6 +30,18 @@ class PromptFormatter:
             )
         self.tokenizer = tokenizer
         self.template = template
+        self._max_token_chars: int | None = None
+
+    @property
+    def max_token_chars(self) -> int:
+        """An upper bound on the characters one token covers: the longest vocabulary entry's raw string (a
+        byte-level entry has one character per byte, a SentencePiece one its text). So a text of more than
+        ``k * max_token_chars`` characters needs more than ``k`` tokens: an over-long question is refused
+        before tokenising it (a 50 MB line would otherwise cost minutes and gigabytes)."""
+        if self._max_token_chars is None:
+            vocab = self.tokenizer.get_vocab()
+            self._max_token_chars = max(1, max((len(t) for t in vocab), default=1))
+        return self._max_token_chars
 
     def text(self, question: str) -> str:
         """The prompt as text."""

@@ -8,6 +8,7 @@ in one call.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -17,13 +18,30 @@ from llm_cmdp_env.envs.vector import MathDistillVectorEnv
 from llm_cmdp_env.wrappers import apply_constraint, apply_vector_constraint
 
 
+def _refuse_time_limit(caller: Any) -> None:
+    """Raise if ``caller`` (the frame that called the entry point) is ``gymnasium.make`` with a ``max_episode_steps``
+    that would add a ``TimeLimit``. ``make`` consumes that argument, so the entry point can only see it there."""
+    if caller.f_code.co_name != "make" or not caller.f_globals.get("__name__", "").startswith("gymnasium."):
+        return
+    steps = caller.f_locals.get("max_episode_steps")
+    if steps is not None and steps != -1:
+        raise ValueError(f"max_episode_steps={steps} is not supported by MathDistill-v0: Gymnasium's TimeLimit would "
+                         "end episodes outside the env, without the answer check or episode statistics; pass "
+                         f"max_new_tokens={steps} instead (an episode cut there is judged; docs/env.md)")
+
+
 def make_math_distill(
     constraint: str | None = None,
     budget: float | None = None,
     constraint_kwargs: dict[str, Any] | None = None,
     **env_kwargs: Any,
 ) -> gym.Env:
-    """Build ``MathDistillEnv(**env_kwargs)`` wrapped by the named constraint stack (none by default)."""
+    """Build ``MathDistillEnv(**env_kwargs)`` wrapped by the named constraint stack (none by default).
+
+    ``gym.make(..., max_episode_steps=N)`` is refused: Gymnasium's ``TimeLimit`` would cut episodes from outside
+    the env and its constraint stack, with no answer check (reward 0, no ``correct``) and no episode statistics,
+    unlike an episode cut by ``max_new_tokens``, which is judged. ``max_new_tokens=N`` is the episode limit."""
+    _refuse_time_limit(sys._getframe(1))
     env: gym.Env = MathDistillEnv(**env_kwargs)
     if constraint is None and budget is None and not constraint_kwargs:
         return env

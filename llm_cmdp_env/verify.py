@@ -96,6 +96,17 @@ def _clean(answer: str) -> str:
     return a
 
 
+def _hash_line_answer(line: str) -> str:
+    """The answer of a ``#### X`` line: a leading number followed by nothing or by words (``18``, ``18 apples``,
+    ``18 (approx 20)`` -> ``18``), else the whole cleaned text (``\\frac{1}{2}``). One rule for completions and
+    for the reference solutions of a dataset."""
+    seg = _clean(line)
+    m = _NUM_RE.match(seg)
+    if m and (m.end() == len(seg) or seg[m.end()].isspace()):
+        return _clean(m.group(0))
+    return seg
+
+
 def extract_answer(completion: str) -> str | None:
     """Return the final answer written in ``completion``, or None.
 
@@ -104,11 +115,7 @@ def extract_answer(completion: str) -> str | None:
     """
     hashes = _HASH_RE.findall(completion)
     if hashes and hashes[-1].strip():
-        seg = _clean(hashes[-1])
-        m = _NUM_RE.match(seg)
-        if m and (m.end() == len(seg) or seg[m.end()].isspace()):  # "18" or "18 apples"
-            return _clean(m.group(0))
-        return seg
+        return _hash_line_answer(hashes[-1])
     boxed = _last_boxed(completion)
     if boxed is not None and boxed.strip():
         return _clean(boxed)
@@ -124,7 +131,9 @@ def extract_answer(completion: str) -> str | None:
 
 
 def reference_from_solution(solution: str) -> str:
-    """Read the reference answer from a GSM8K-style solution's ``#### N`` line.
+    """Read the reference answer from a GSM8K-style solution's last ``#### N`` line, parsed as a completion's is
+    (:func:`extract_answer`): trailing words after a leading number are dropped (``#### 18 (approx 20)`` -> ``18``),
+    so the correct completion ``#### 18`` is judged equal.
 
     Raises
     ------
@@ -134,7 +143,7 @@ def reference_from_solution(solution: str) -> str:
     hashes = _HASH_RE.findall(solution)
     if not hashes or not hashes[-1].strip():
         raise ValueError("solution has no '#### <answer>' line")
-    return _clean(hashes[-1])
+    return _hash_line_answer(hashes[-1])
 
 
 def _as_fraction(s: str) -> Fraction | None:

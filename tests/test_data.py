@@ -104,8 +104,10 @@ def test_import_split_rules(data_dir, tmp_path):
         data.import_dataset("gsm8k", tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="import source not found"):
         data.import_dataset("gsm8k", tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="unknown dataset name 'mnist'.*gsm8k"):
-        data.import_dataset("mnist", other, split="train")
+    with pytest.raises(ValueError, match="dataset name must be"):  # any other name is your own dataset
+        data.import_dataset("../mnist", other, split="train")
+    with pytest.raises(ValueError, match="'arithmetic'"):
+        data.import_dataset("arithmetic", other, split="train")
     assert files_under(data_dir) == []
 
 
@@ -250,11 +252,17 @@ def test_split_rules_for_paths(tmp_path):
     with pytest.raises(ValueError, match="is the 'test' split.*reuse"):
         load_task(str(test_file), "train")
 
-    single = tmp_path / "problems.jsonl"  # any other file is a training set only
-    single.write_text(gsm8k_line("single?", 3) + "\n")
+    single = tmp_path / "problems.jsonl"  # any other file: train = 9 in 10 problems, test = every 10th
+    single.write_text("\n".join(gsm8k_line(f"single {i}?", i) for i in range(25)) + "\n")
+    train, test = load_task(str(single)), load_task(str(single), "test")
+    assert [p.index for p in test] == [9, 19] and [p.answer for p in test] == ["9", "19"]
+    assert [p.index for p in train] == [i for i in range(25) if i not in (9, 19)]
+    assert [p.index for p in load_task(str(single), "train")] == [p.index for p in train]
+    with pytest.raises(ValueError, match="not 'validation'"):
+        load_task(str(single), "validation")
+    single.write_text(gsm8k_line("single?", 3) + "\n")  # too short to hold a test split out
     assert load_task(str(single))[0].answer == "3"
-    assert load_task(str(single), "train")[0].answer == "3"
-    with pytest.raises(ValueError, match="split='test' would reuse"):
+    with pytest.raises(ValueError, match="too few to hold out"):
         load_task(str(single), "test")
 
     math_file = tmp_path / "math.jsonl"  # MATH-style lines are accepted too

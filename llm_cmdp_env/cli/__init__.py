@@ -32,8 +32,20 @@ def _run_defaults() -> dict:
 
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="torch CPU threads (default 0: the cores other processes leave free; train re-checks "
-                        "before every update; see docs/performance.md)")
+                   help="torch CPU threads (default 0: the cores other processes leave free at start; "
+                        "see docs/performance.md)")
+
+
+def _train_threads(text: str) -> int | str:
+    if text == "adaptive":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a count >= 0 or 'adaptive', got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,8 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb", nargs="?", const="llm-cmdp", default=None, metavar="PROJECT",
                    help="also log to Weights & Biases under PROJECT (bare --wandb: llm-cmdp; needs pip install "
                         "wandb; --resume continues the same W&B run) (default: off)")
-    _threads_option(t)
-    t.set_defaults(func=commands.train, run_options=run_opts)
+    t.add_argument("--threads", type=_train_threads, default=0, metavar="N",
+                   help="torch CPU threads, fixed for the whole run and recorded in config.json (--resume reuses "
+                        "the recorded count, so a resumed run is bit for bit the uninterrupted one). 0: the cores "
+                        "other processes leave free at start; 'adaptive': re-fitted to the load before every "
+                        "update (faster on a shared machine, not reproducible; docs/reliability.md) (default: 0)")
+    t.add_argument("--force", action="store_true",
+                   help="take over a run folder whose lock was left by a process on another host (default: off)")
+    t.set_defaults(func=commands.train, run_options=run_opts, own_threads=True)
 
     e = parser("eval", "evaluate a run folder (with its own settings) or a model on test problems")
     e.add_argument("target", metavar="RUN_OR_MODEL",
@@ -142,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if command != "data":  # models and datasets never download by surprise; `data fetch` is the one way. Set
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub (read at import)
     args = build_parser().parse_args(argv)
-    if getattr(args, "threads", None) is not None:
-        commands.set_threads(args.threads)
+    if getattr(args, "threads", None) is not None and not getattr(args, "own_threads", False):
+        commands.set_threads(args.threads)  # `train` sets its own (recorded in its run folder)
     return int(args.func(args) or 0)
 
 

@@ -103,7 +103,8 @@ def add_data_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
     from llm_cmdp_env.data import DATA_DIR_ENV, REGISTRY, data_dir
 
     names = sorted(REGISTRY)
-    d = sub.add_parser("data", help="named datasets (gsm8k, math500): where they are looked for, fetch, import",
+    d = sub.add_parser("data", help="named datasets (gsm8k, math500, your own): where they are looked for, fetch, "
+                                    "import",
                        description=f"Datasets by name live in <data dir>/<name>/<split>.jsonl. The data dir is "
                                    f"${DATA_DIR_ENV}, else the user cache folder (now: {data_dir()}).",
                        formatter_class=formatter)
@@ -111,8 +112,9 @@ def add_data_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
     dsub.add_parser("list", help="where datasets are looked for and which files exist, with line counts")
     f = dsub.add_parser("fetch", help="download a dataset from the Hugging Face Hub (needs network and `datasets`)")
     i = dsub.add_parser("import", help="copy a jsonl file or a folder of <split>.jsonl files into the data folder")
-    for q in (f, i):
-        q.add_argument("name", choices=names, help="dataset name")
+    f.add_argument("name", choices=names, help="dataset name")
+    i.add_argument("name", metavar="NAME", help=f"{', '.join(names)}, or a name of your own (a local dataset, "
+                                                "then usable as --dataset NAME)")
     i.add_argument("path", metavar="PATH", help="a .jsonl file (its split is its name, e.g. test.jsonl, or --split) "
                                                 "or a folder holding <split>.jsonl files")
     f.add_argument("--split", default=None, help="only this split (default: every split of the dataset)")
@@ -139,7 +141,7 @@ def _run_config(args: argparse.Namespace) -> Any:
     """The settings of ``llm-cmdp train``: defaults, then ``--config FILE``, then the flags given."""
     from llm_cmdp_agents.config import RunConfig
 
-    base = RunConfig().to_dict()
+    base = RunConfig.defaults()  # dependent defaults (GRPO's group size) are applied after every setting is read
     if args.config:
         try:
             file_cfg = json.loads(Path(args.config).read_text())
@@ -153,6 +155,24 @@ def _run_config(args: argparse.Namespace) -> Any:
     cfg = RunConfig.from_dict(merge(base, config_overrides(args, args.run_options)))
     _lagrangian_needs_lam(cfg)
     return cfg
+
+
+def _train_threads(args: argparse.Namespace) -> int | str:
+    """Set the run's torch threads once and return what config.json records: ``--threads N`` as given; the
+    default 0 reuses a resumed run's recorded count, else the cores free now; ``adaptive`` follows the load."""
+    import torch
+
+    from llm_cmdp_agents.runs import recorded_threads
+
+    asked = args.threads
+    stored = recorded_threads(args.out) if args.resume else None
+    if asked == 0 and stored is not None:
+        asked = stored
+    elif args.resume and stored is not None and asked != stored:
+        print(f"note: {args.out} was trained with --threads {stored}; resuming with {asked} gives other rounding "
+              "than the uninterrupted run", file=sys.stderr)
+    torch.set_num_threads(default_threads() if asked in (0, "adaptive") else asked)
+    return asked if asked == "adaptive" else torch.get_num_threads()
 
 
 def train(args: argparse.Namespace) -> int:
@@ -179,8 +199,10 @@ def train(args: argparse.Namespace) -> int:
 
         require_wandb()  # fail now, not after loading the models and the before-training evaluation
         wandb = {"project": args.wandb}
+    threads = _train_threads(args)
     res = train_run(out, cfg, resume=args.resume, progress=not args.no_progress, wandb=wandb,
-                    adaptive_threads=args.threads == 0, world=world, out=(lambda m: None) if args.json else print)
+                    adaptive_threads=threads == "adaptive", world=world,
+                    out=(lambda m: None) if args.json else print, force=args.force, threads=threads)
     if world.is_main:
         if args.json:
             print(json.dumps({k: res[k] for k in ("before", "after", "train_seconds", "updates", "run_dir")}))
@@ -193,7 +215,7 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from llm_cmdp_agents.config import RunConfig
     from llm_cmdp_agents.distributed import init_world
-    from llm_cmdp_agents.evaluate import evaluate_policy
+    from llm_cmdp_agents.evaluate import check_eval_size, evaluate_policy
     from llm_cmdp_agents.policy import LLMPolicy
     from llm_cmdp_agents.runs import is_run_dir, load_run_policy, make_eval_env, read_run_config
     from llm_cmdp_agents.saute import conditions_on_budget
@@ -206,15 +228,18 @@ def evaluate(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(merge(read_run_config(args.target).to_dict(), given))
         policy = load_run_policy(args.target, device=args.device)
     else:
-        cfg = RunConfig.from_dict(merge(RunConfig().to_dict(), given))
+        cfg = RunConfig.from_dict(merge(RunConfig.defaults(), given))
         _lagrangian_needs_lam(cfg)
         policy = LLMPolicy.from_pretrained(args.target, device=args.device, value_head=False,
                                            budget_conditioning=conditions_on_budget(cfg.env.constraint))
     ev = cfg.eval
-    res = evaluate_policy(policy, make_eval_env(cfg), ev.n, batch_size=ev.batch_size,
+    env = make_eval_env(cfg)
+    check_eval_size(env, ev.n, flag="--n")
+    res = evaluate_policy(policy, env, ev.n, batch_size=ev.batch_size,
                           greedy=args.temperature == 0, temperature=args.temperature or 1.0, seed=args.seed,
                           budget=cfg.env.budget, world=world)
-    res.update(budget=cfg.env.budget, constraint=cfg.env.constraint, split=ev.split)
+    res.update(budget=cfg.env.budget, constraint=cfg.env.constraint, split=ev.split,
+               weights=getattr(policy, "weights_source", str(args.target)))
     if world.is_main:
         _print_result(res, args.json, width=24)
     return 0

@@ -84,6 +84,7 @@ class MathDistillEnv(gym.Env):
         self.divergence, self.vocab_size, self.eos_ids, self.pad_id = (
             su.divergence, su.vocab_size, su.eos_ids, su.pad_id)
         self.max_new_tokens, self.max_prompt_tokens = su.max_new_tokens, su.max_prompt_tokens
+        self.cost_lower_bound = su.cost_lower_bound
         self.observation_space = su.observation_space
         self.action_space = su.action_space
         length = su.obs_length
@@ -220,7 +221,12 @@ class MathDistillEnv(gym.Env):
         return self.tokenizer.decode(self.generated, skip_special_tokens=True)
 
     def render(self) -> str | None:
-        """Prompt and completion as text (``"ansi"``) or printed (``"human"``)."""
+        """Prompt and completion as text (``"ansi"``) or printed (``"human"``). With ``render_mode=None`` it
+        returns None and warns, as Gymnasium's envs do (make the env with ``render_mode="ansi"`` to get text)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None: nothing rendered; make the env with "
+                            "render_mode='ansi' (text) or 'human' (printed)")
+            return None
         if self.problem is None:
             return None
         text = self.tokenizer.decode(self.prompt_ids, skip_special_tokens=True) + self.completion_text()

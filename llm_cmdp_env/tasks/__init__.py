@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llm_cmdp_env.data import REGISTRY, find_dataset_file, resolve_dataset_path
+from llm_cmdp_env.data import REGISTRY, find_dataset_file, get_spec, is_dataset_name, resolve_dataset_path
 from llm_cmdp_env.tasks.base import Problem
 from llm_cmdp_env.tasks.jsonl import JsonlTask
 
@@ -24,6 +24,10 @@ class Task(Protocol):
     def __getitem__(self, i: int) -> Problem: ...
 
     def __len__(self) -> int: ...
+
+
+def _has_separator(name: str) -> bool:
+    return name.endswith(".jsonl") or any(sep in name for sep in (os.sep, os.altsep) if sep)
 
 
 def _is_path(name: str) -> bool:
@@ -46,9 +50,9 @@ def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str | Non
         (returned as is, ``split`` ignored).
     split : str, optional
         None means the default: ``"train"`` for ``"arithmetic"``, gsm8k and a folder, the only split
-        ``"test"`` for math500, and the file itself for a file path. A file path never serves two splits:
-        a file named ``train``/``validation``/``test.jsonl`` is that split only, any other file only
-        ``split=None``/``"train"`` (see :func:`llm_cmdp_env.data.resolve_dataset_path`).
+        ``"test"`` for math500, nine problems in ten of a file path. A problem never serves two splits: a file
+        named ``train``/``validation``/``test.jsonl`` is that split only, any other file holds ``"train"`` (nine
+        in ten) and ``"test"`` (every 10th) (see :func:`llm_cmdp_env.data.resolve_dataset_path`).
 
     Raises
     ------
@@ -67,13 +71,13 @@ def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str | Non
         from llm_cmdp_env.tasks.arithmetic import ArithmeticTask
 
         return ArithmeticTask(split="train" if split is None else split)
-    if isinstance(dataset, str) and dataset in REGISTRY:
-        spec = REGISTRY[dataset]
+    if isinstance(dataset, str) and not _has_separator(dataset) and is_dataset_name(dataset):
+        spec = get_spec(dataset)  # built in, or your own imported one (llm-cmdp data import NAME FILE)
         s = spec.check_split(split)
         return JsonlTask(find_dataset_file(dataset, s), source=dataset, parse=spec.parse, split=s)
     if isinstance(dataset, os.PathLike) or _is_path(dataset):
-        path, s = resolve_dataset_path(dataset, split)
-        return JsonlTask(path, split=s)
+        f = resolve_dataset_path(dataset, split)
+        return JsonlTask(f.path, split=f.split, part=f.part)
     raise ValueError(
         f"unknown dataset {dataset!r}: expected one of {DATASETS}, a path to a .jsonl file or a folder of "
         f"<split>.jsonl files, or a task object"

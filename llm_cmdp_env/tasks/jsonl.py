@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_cmdp_env.data import Row, parse_any_row, read_jsonl
+from llm_cmdp_env.data import Row, holdout_part, parse_any_row, read_jsonl
 from llm_cmdp_env.tasks.base import Problem
 
 
@@ -27,6 +27,9 @@ class JsonlTask:
         or MATH format ``problem``/``answer``/``solution``; see :mod:`llm_cmdp_env.data`).
     split : str, optional
         The split the file stands for (informative: shown by ``repr``).
+    part : str, optional
+        ``"train"`` or ``"test"``: only that part of a single file (see
+        :func:`llm_cmdp_env.data.resolve_dataset_path`); ``Problem.index`` stays the problem's place in the file.
 
     Raises
     ------
@@ -37,13 +40,19 @@ class JsonlTask:
     """
 
     def __init__(self, path: str | os.PathLike, source: str | None = None,
-                 parse: Callable[[dict[str, Any]], Row] = parse_any_row, split: str | None = None) -> None:
+                 parse: Callable[[dict[str, Any]], Row] = parse_any_row, split: str | None = None,
+                 part: str | None = None) -> None:
         self.path = Path(path)
         self.source = source or str(self.path)
         self.split = split
+        rows = read_jsonl(path, parse)
         self.problems: list[Problem] = [
-            Problem(r.question, r.answer, r.solution, self.source, i) for i, r in enumerate(read_jsonl(path, parse))
+            Problem(r.question, r.answer, r.solution, self.source, i) for i, r in enumerate(rows)
+            if holdout_part(i, part)
         ]
+        if not self.problems:
+            raise ValueError(f"{self.path} has {len(rows)} problems: too few to hold out every 10th as the {part!r} "
+                             "split; pass a test file of its own (or a folder of <split>.jsonl files)")
 
     def __len__(self) -> int:
         return len(self.problems)

@@ -54,6 +54,7 @@ __all__ = [
     "Constraint",
     "ConstraintWrapper",
     "State",
+    "check_budget_reachable",
     "VectorConstraintWrapper",
     "make_rng",
     "maximum",
@@ -210,6 +211,19 @@ def _build_rule(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Con
     return rule
 
 
+def check_budget_reachable(name: str, budget: float | None, env: Any) -> None:
+    """Refuse a budget no episode can meet: below the env's ``cost_lower_bound`` (an optional attribute of the base
+    env; ``MathDistill-v0`` sets 0 for its non-negative divergences), since every step costs at least that."""
+    floor = getattr(getattr(env, "unwrapped", env), "cost_lower_bound", None)
+    if budget is None or floor is None or not isinstance(budget, int | float) or budget >= floor:
+        return
+    divergence = getattr(getattr(getattr(env, "unwrapped", env), "divergence", None), "name", None)
+    cost = f"divergence {divergence!r}" if divergence else "this env's cost"
+    raise ValueError(f"constraint {name!r}: budget={budget} can never be met: {cost} is never below {floor} per "
+                     f"token, so every episode would violate it; use budget >= {floor} (or a divergence that can "
+                     "be negative, e.g. log_ratio)")
+
+
 class _Adapter:
     """Attribute access shared by the two adapters: the rule's parameters and the episode state read as
     attributes of the wrapper (``wrapper.budget``, ``wrapper.episode_cost``, ``wrapper.z``, ...)."""
@@ -248,6 +262,7 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
     def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env)
         self.constraint = _build_rule(type(self), args, kwargs).bind(env)
+        check_budget_reachable(type(self).__name__, getattr(self.constraint, "budget", None), env)
         self.observation_space = self.constraint.observation_space(env.observation_space)
         self.state: State | None = state_row(self.constraint.fresh(1))
         self.rng: np.random.Generator | None = None
@@ -321,6 +336,7 @@ class VectorConstraintWrapper(_Adapter, VectorWrapper):
         self._name = type(self).__name__
         check_next_step_autoreset(env, self._name)
         self.constraint = _build_rule(type(self), args, kwargs).bind(env)
+        check_budget_reachable(self._name, getattr(self.constraint, "budget", None), env)
         single = self.constraint.observation_space(env.single_observation_space)
         if single is not env.single_observation_space:
             self.single_observation_space = single

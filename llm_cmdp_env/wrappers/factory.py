@@ -14,7 +14,12 @@ import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
 from llm_cmdp_env.wrappers.budget import BudgetReward
-from llm_cmdp_env.wrappers.constraint import Constraint, ConstraintWrapper, VectorConstraintWrapper
+from llm_cmdp_env.wrappers.constraint import (
+    Constraint,
+    ConstraintWrapper,
+    VectorConstraintWrapper,
+    check_budget_reachable,
+)
 from llm_cmdp_env.wrappers.distill import DistillReward
 from llm_cmdp_env.wrappers.lagrangian import FixedLagrangian, LearnedLagrangian
 from llm_cmdp_env.wrappers.saute import Saute
@@ -84,8 +89,9 @@ def register_constraint(name: str, rule: type[Constraint], *, budget: str = "req
     CONSTRAINTS[name] = help
 
 
-def _rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any]) -> tuple[str, Constraint | None]:
-    """The registered name and the built rule (None for "none")."""
+def _rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any],
+          env: Any = None) -> tuple[str, Constraint | None]:
+    """The registered name and the built rule (None for "none"), after checking the budget can be met in ``env``."""
     name = "none" if constraint is None else constraint
     if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(
@@ -97,6 +103,7 @@ def _rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any]) 
     for key in spec.needs:
         if key not in kwargs:
             raise ValueError(f"constraint {name!r} needs {key}=")
+    check_budget_reachable(name, budget, env)
     if spec.rule is None:
         if kwargs:
             raise TypeError(f"constraint {name!r} takes no extra arguments, got {sorted(kwargs)}")
@@ -151,7 +158,7 @@ def apply_constraint(
     ValueError
         For an unknown name (the message lists the accepted ones) or a missing ``budget``/``lam``.
     """
-    name, rule = _rule(constraint, budget, kwargs)
+    name, rule = _rule(constraint, budget, kwargs, env)
     wrapped = env if rule is None else _named(ConstraintWrapper, rule)(env, rule)
     if statistics:
         wrapped = CostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))
@@ -168,7 +175,7 @@ def apply_vector_constraint(
 ) -> VectorEnv:
     """Vector twin of :func:`apply_constraint`: the same rule in a :class:`VectorConstraintWrapper`, then
     :class:`VectorCostEpisodeStatistics`. Same parameters; ``venv`` must use NEXT_STEP autoreset."""
-    name, rule = _rule(constraint, budget, kwargs)
+    name, rule = _rule(constraint, budget, kwargs, venv)
     wrapped = venv if rule is None else _named(VectorConstraintWrapper, rule)(venv, rule)
     if statistics:
         wrapped = VectorCostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))

@@ -1,0 +1,163 @@
+"""Inputs that used to give wrong or lost numbers without a word (issue 19): reference answers with trailing text,
+budgets no episode can meet, huge question lines, Gymnasium's ``max_episode_steps``, ``render()`` without a
+render mode, and your own dataset by name."""
+
+import json
+import time
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
+from llm_cmdp_env import cli, data
+from llm_cmdp_env.envs.math_distill import MathDistillEnv
+from llm_cmdp_env.tasks import load_task
+from llm_cmdp_env.wrappers import CONSTRAINTS, BudgetRewardWrapper, apply_constraint
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    d = tmp_path / "data"
+    monkeypatch.setenv("LLM_CMDP_DATA_DIR", str(d))
+    monkeypatch.delenv("LLM_CMDP_GSM8K_DIR", raising=False)
+    return d
+
+
+def _line(question: str, answer: str) -> str:
+    return json.dumps({"question": question, "answer": answer})
+
+
+def _play(env: MathDistillEnv, text: str) -> tuple[float, dict]:
+    """Step the completion ``text`` + EOS through ``env``; the last reward and info."""
+    ids = env.tokenizer(text, add_special_tokens=False)["input_ids"] + [env.tokenizer.eos_token_id]
+    reward, info = 0.0, {}
+    for t in ids:
+        _, reward, terminated, truncated, info = env.step(int(t))
+        if terminated or truncated:
+            break
+    return reward, info
+
+
+# ---- 2. a reference answer with trailing text
+
+
+def test_reference_with_trailing_text_is_parsed_like_a_completion(tiny_env_kwargs, tmp_path, data_dir):
+    f = tmp_path / "trail.jsonl"
+    f.write_text(_line("What is 9 + 9?", "9 + 9 = 18\n#### 18 (approx 20)") + "\n")
+    env = MathDistillEnv(**{**tiny_env_kwargs, "max_new_tokens": 32}, dataset=str(f))
+    assert env.task[0].answer == "18"
+    env.reset(seed=0, options={"problem": 0})
+    reward, info = _play(env, " #### 18")
+    assert (reward, info["correct"], info["verdict"]) == (1.0, True, "equal")
+    env.reset(seed=0, options={"problem": 0})
+    assert _play(env, " #### 20")[0] == 0.0
+    # the same rule after `llm-cmdp data import` (the file is copied unchanged, the answer read at load time)
+    assert cli.main(["data", "import", "trail", str(f), "--split", "test"]) == 0
+    assert load_task("trail", "test")[0].answer == "18"
+
+
+# ---- 5. a budget that can never be met
+
+
+@pytest.mark.parametrize("divergence", ["teacher_nll", "reverse_kl", "forward_kl"])
+def test_a_negative_budget_with_a_nonnegative_cost_is_refused(tiny_env_kwargs, divergence):
+    env = MathDistillEnv(**tiny_env_kwargs, divergence=divergence)
+    assert env.cost_lower_bound == 0.0
+    for name in CONSTRAINTS:
+        kwargs = {"lam": 0.5} if name == "lagrangian" else {}
+        with pytest.raises(ValueError, match=rf"constraint '{name}': budget=-3.* can never be met.*{divergence}"):
+            apply_constraint(env, name, budget=-3.0, **kwargs)
+    with pytest.raises(ValueError, match="can never be met"):  # the named wrappers too
+        BudgetRewardWrapper(env, budget=-0.5)
+    with pytest.raises(ValueError, match="can never be met"):
+        gym.make("MathDistill-v0", **tiny_env_kwargs, divergence=divergence, constraint="learned-lagrangian",
+                 budget=-3.0)
+    with pytest.raises(ValueError, match="can never be met"):
+        gym.make_vec("MathDistill-v0", num_envs=2, **tiny_env_kwargs, divergence=divergence, constraint="budget",
+                     budget=-3.0)
+    apply_constraint(env, "budget", budget=0.0)  # zero can be met (a student equal to the teacher)
+
+
+def test_a_negative_budget_is_fine_where_costs_can_be_negative(tiny_env_kwargs):
+    env = MathDistillEnv(**tiny_env_kwargs, divergence="log_ratio")
+    assert env.cost_lower_bound == float("-inf")
+    assert apply_constraint(env, "budget", budget=-3.0).unwrapped is env
+
+
+# ---- 6. a huge question line
+
+
+def test_a_50_mb_question_is_refused_at_once(tiny_env_kwargs, tmp_path, monkeypatch):
+    f = tmp_path / "huge.jsonl"
+    f.write_text(_line("x" * 50_000_000, "#### 1") + "\n" + _line("What is 1 + 1?", "#### 2") + "\n")
+    env = MathDistillEnv(**tiny_env_kwargs, dataset=str(f))
+    calls = []
+    encode = env.setup.prompts.encode
+    monkeypatch.setattr(env.setup.prompts, "encode", lambda q: calls.append(len(q)) or encode(q))
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"50,000,000 characters.*max_prompt_tokens=160"):
+        env.reset(options={"problem": 0})
+    assert time.perf_counter() - t < 2.0
+    assert calls == []  # refused before tokenising (time and memory bounded)
+    env.reset(options={"problem": 1})  # the env is still usable
+    assert calls == [len("What is 1 + 1?")]
+
+
+# ---- 8. Gymnasium's max_episode_steps, 9. render() without a render mode
+
+
+def test_max_episode_steps_is_refused_with_a_pointer_to_max_new_tokens(tiny_env_kwargs):
+    with pytest.raises(ValueError, match="max_episode_steps=5 .*max_new_tokens=5"):
+        gym.make("MathDistill-v0", **tiny_env_kwargs, max_episode_steps=5)
+    env = gym.make("MathDistill-v0", **{**tiny_env_kwargs, "max_new_tokens": 5}, constraint="budget", budget=50.0)
+    env.reset(seed=0)
+    for _ in range(5):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    assert terminated or truncated
+    assert "correct" in info and "episode" in info  # a max_new_tokens cut is judged and counted
+
+
+def test_render_without_a_mode_returns_none_with_a_warning(tiny_env_kwargs):
+    env = MathDistillEnv(**tiny_env_kwargs)
+    env.reset(seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert env.render() is None
+    assert any("render_mode" in str(w.message) for w in caught)
+    ansi = MathDistillEnv(**tiny_env_kwargs, render_mode="ansi")
+    ansi.reset(seed=0)
+    assert isinstance(ansi.render(), str)
+
+
+# ---- 10. your own dataset by name; a single file's splits
+
+
+def test_own_dataset_by_name(tiny_env_kwargs, tmp_path, data_dir):
+    src = tmp_path / "mine.jsonl"
+    src.write_text("\n".join(_line(f"What is {i} + 1?", f"#### {i + 1}") for i in range(4)) + "\n")
+    assert cli.main(["data", "import", "mine", str(src), "--split", "test"]) == 0
+    assert (data_dir / "mine" / "test.jsonl").read_bytes() == src.read_bytes()
+    task = load_task("mine", "test")
+    assert [p.answer for p in task] == ["1", "2", "3", "4"] and task[0].source == "mine"
+    with pytest.raises(ValueError, match=r"split='train' is not a split of dataset 'mine'; it has \('test',\)"):
+        load_task("mine", "train")
+    assert "mine" in {f.name for f in data.list_data()}
+    env = gym.make("MathDistill-v0", **tiny_env_kwargs, dataset="mine", split="test")
+    _, info = env.reset(seed=0)
+    assert info["question"].startswith("What is")
+    with pytest.raises(ValueError, match="cannot fetch 'mine'.*import"):
+        data.fetch_dataset("mine")
+
+
+def test_a_single_file_trains_on_nine_tenths_and_evaluates_on_the_rest(tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(_line(f"q{i}?", f"#### {i}") for i in range(30)) + "\n")
+    train, test = load_task(str(f)), load_task(str(f), "test")
+    assert len(train) == 27 and [p.index for p in test] == [9, 19, 29]
+    assert not {p.index for p in train} & {p.index for p in test}
+    rng = np.random.default_rng(0)
+    assert all(train.sample(rng).index % 10 != 9 for _ in range(200))

@@ -1,0 +1,210 @@
+"""Run folders and the CLI's own defaults (issue 19): one writer per folder, bit-exact resume with the default
+thread count, dependent defaults applied after every flag, corrupted config/results files named, and an
+evaluation size the split cannot hold refused before anything is written."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_cmdp_agents.config import ALGOS
+from llm_cmdp_agents.run_lock import LOCK_FILE, RunLock, RunLockedError
+from llm_cmdp_env.cli import main
+from tests.child_env import child_env
+from tests.test_faults import _results, _rows, _train_args, _weights
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ---- 1. one writer per run folder
+
+
+def test_a_second_process_on_a_run_folder_gets_a_clear_error_and_writes_nothing(tiny_dir, tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llm_cmdp_agents.run_lock import RunLock\n"
+                               f"RunLock({str(run)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)"],
+                              env=child_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _files(run)
+        with pytest.raises(RunLockedError, match=rf"{run}.*in use by pid {holder.pid} on host {socket.gethostname()}"):
+            main(_train_args(tiny_dir, run, updates=1))
+        assert _files(run) == before == [LOCK_FILE]
+        holder.send_signal(signal.SIGKILL)  # dies holding it: the file stays, the kernel drops the flock
+        holder.wait(timeout=30)
+        assert (run / LOCK_FILE).is_file()
+        notes: list[str] = []
+        with RunLock(run, note=notes.append):  # a dead pid's lock is taken over, and said so
+            assert json.loads((run / LOCK_FILE).read_text())["pid"] == os.getpid()
+        assert notes and f"pid {holder.pid}" in notes[0] and "stale" in notes[0]
+        assert _files(run) == []  # released: the lock file is gone
+    finally:
+        holder.kill()
+
+
+def test_a_lock_left_by_another_host_needs_force(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": time.time()}))
+    with pytest.raises(RunLockedError, match="host elsewhere.*--force"):
+        RunLock(run).acquire()
+    assert json.loads((run / LOCK_FILE).read_text())["host"] == "elsewhere"  # untouched
+    with RunLock(run, force=True, note=lambda m: None):
+        assert json.loads((run / LOCK_FILE).read_text())["host"] == socket.gethostname()
+    assert not (run / LOCK_FILE).exists() and run.is_dir()  # released; a folder it did not make stays
+
+
+def test_a_finished_run_releases_its_folder(tiny_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_dir, run, updates=1)) == 0
+    assert not (run / LOCK_FILE).exists()
+    assert main(["train", "--out", str(run), "--resume", "--updates", "2", "--no-progress"]) == 0
+
+
+# ---- 3. the default thread count: fixed at start, recorded, reused on resume
+
+
+def _one_core() -> None:
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def _cli(args: list[str], one_core: bool) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "llm_cmdp_env.cli", *args], env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_one_core if one_core else None)
+
+
+def _default_threads(args: list[str]) -> list[str]:
+    i = args.index("--threads")
+    return args[:i] + args[i + 2:]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_killed_run_resumed_with_default_flags_is_bit_exact(tiny_dir, tmp_path):
+    """The first runs see one core (so they choose the same count whatever the load); the resume sees every
+    core, and must still use the recorded count."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = _cli(_default_threads(_train_args(tiny_dir, straight)), one_core=True)
+    assert proc.wait(timeout=240) == 0, proc.stdout.read()
+    assert json.loads((straight / "config.json").read_text())["threads"] == 1
+    proc = _cli(_default_threads(_train_args(tiny_dir, killed)), one_core=True)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "update_000002.pt.sha256").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc = _cli(["train", "--out", str(killed), "--resume", "--no-progress"], one_core=False)
+    out = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, out
+    assert _rows(killed) == _rows(straight) and _results(killed) == _results(straight)
+    wa, wb = _weights(straight), _weights(killed)
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_resume_reuses_the_recorded_thread_count(tiny_dir, tmp_path, monkeypatch):
+    import torch
+
+    from llm_cmdp_env.cli import commands
+
+    run = tmp_path / "run"
+    old = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(commands, "default_threads", lambda: 1)
+        assert main(_default_threads(_train_args(tiny_dir, run, updates=1))) == 0
+        assert json.loads((run / "config.json").read_text())["threads"] == 1
+        seen = []
+        monkeypatch.setattr(commands, "default_threads", lambda: 2)  # more cores free now
+        from llm_cmdp_agents import runs
+
+        train_run = runs.train_run
+
+        def spy(*a, **kw):
+            seen.append((torch.get_num_threads(), kw["threads"]))
+            return train_run(*a, **kw)
+
+        monkeypatch.setattr(runs, "train_run", spy)
+        assert main(["train", "--out", str(run), "--resume", "--updates", "2", "--no-progress"]) == 0
+        assert seen == [(1, 1)]
+        assert json.loads((run / "config.json").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_adaptive_threads_are_recorded_as_such(capsys):
+    assert main(["train", "--threads", "adaptive", "--print-config"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--threads", "many", "--print-config"])
+    assert "'adaptive'" in capsys.readouterr().err
+
+
+# ---- 4. defaults that depend on another flag
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_alone_resolves_its_own_defaults(algo, capsys):
+    assert main(["train", "--algo", algo, "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["algo"] == algo
+    assert cfg["train"]["group_size"] == (4 if algo == "grpo" else 1)
+
+
+def test_dependent_defaults_follow_a_config_file_too(tmp_path, capsys):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"train": {"algo": "grpo"}}))
+    assert main(["train", "--config", str(f), "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["group_size"] == 4
+    with pytest.raises(ValueError, match="GRPO needs group_size >= 2"):  # an explicit 1 is still refused
+        main(["train", "--algo", "grpo", "--group-size", "1", "--print-config"])
+
+
+# ---- 7. corrupted run files; which weights an evaluation scored
+
+
+def test_truncated_config_and_results_are_named(tiny_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_dir, run, updates=2)) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["weights"] == str(run / "final")
+    results = run / "results.json"
+    results.write_text(results.read_text()[:40])
+    with pytest.raises(ValueError, match=rf"{results} is not valid JSON.*Delete it and resume"):
+        main(["train", "--out", str(run), "--resume", "--updates", "3", "--no-progress"])
+    config = run / "config.json"
+    good = config.read_text()
+    config.write_text(good[:50])
+    with pytest.raises(ValueError, match=rf"{config} is not valid JSON.*llm-cmdp eval {run / 'final'}"):
+        main(["eval", str(run), "--n", "2"])
+    config.write_text(good)
+    import shutil
+
+    shutil.rmtree(run / "final")  # a run without final/: its newest checkpoint is what gets evaluated
+    assert main(["eval", str(run), "--n", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["weights"].endswith("latest.pt")
+
+
+# ---- 10. an evaluation larger than its split
+
+
+def test_eval_n_larger_than_the_split_names_the_flag_and_leaves_no_folder(tiny_dir, tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"})
+                           for i in range(30)) + "\n")
+    run = tmp_path / "run"
+    args = _train_args(tiny_dir, run, updates=1)
+    args[args.index("--eval-n") + 1] = "4"
+    with pytest.raises(ValueError, match=r"--eval-n=4 asks for 4 problems.*'test' split.*has 3: lower --eval-n"):
+        main([*args, "--dataset", str(f)])
+    assert not run.exists()
+    args[args.index("--eval-n") + 1] = "3"  # a single file: trained on 27 problems, evaluated on the other 3
+    assert main([*args, "--dataset", str(f)]) == 0
+    assert json.loads((run / "results.json").read_text())["after"]["n"] == 3
