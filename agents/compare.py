@@ -84,6 +84,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if done is not None:
         return done
     st = job["settings"]
+    if "outside" in st:  # an outside algorithm (llm-cmdp bench)
+        from llm_cmdp_agents.bench import run_outside_job
+
+        return run_outside_job(job)
     run = RunConfig(EnvConfig(**st["env"]), PolicyConfig(**st["policy"]),
                     TrainConfig.from_dict({**st["train"], "seed": job["seed"]}),
                     EvalConfig(n=job["n"], split=job["split"], batch_size=job["batch_size"]))

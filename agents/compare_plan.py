@@ -16,8 +16,8 @@ from llm_cmdp_env.atomic_io import write_json_atomic
 __all__ = ["BUDGET_FREE", "budget_free", "fingerprint", "finished", "load_config", "merge", "method_id",
            "plan_jobs", "select_settings", "settings", "slug"]
 
-_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "budget"}
-_GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale"}
+_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "budget", "outside"}
+_GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale", "options"}
 BUDGET_FREE = ("none", "distill", "lagrangian")
 """Constraints whose training does not read the budget (a fixed λ penalises every token the same at any d): such
 a method trains once per seed and setting, and is scored at every d."""
@@ -57,6 +57,10 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
             if bad:
                 raise ValueError(f"{where}: method {m['name']!r}: grid keys {sorted(bad)} unknown; "
                                  f"accepted: {sorted(_GRID_KEYS)}")
+        if "outside" in m:  # an outside algorithm (llm-cmdp bench): its own options, nothing to choose among
+            if len(grid) != 1:
+                raise ValueError(f"{where}: outside method {m['name']!r} takes one grid point (its options)")
+            continue
         sizes.add(len(grid))
     if len(sizes) > 1:
         raise ValueError(f"{where}: every method needs a grid of the same size (a fair search), got sizes "
@@ -72,7 +76,10 @@ def slug(name: str) -> str:
 
 def budget_free(method: dict[str, Any]) -> bool:
     """Whether the method's training ignores the sweep's budget d (its constraint reads none, or the method fixes
-    its own training budget with ``"budget"``): it is trained once per seed and setting."""
+    its own training budget with ``"budget"``): it is trained once per seed and setting. An outside algorithm
+    (``"outside"``) is handed the budget, so it trains at every d."""
+    if "outside" in method:
+        return "budget" in method
     return method["constraint"] in BUDGET_FREE or "budget" in method
 
 
@@ -80,6 +87,8 @@ def method_id(cfg: dict[str, Any], method: dict[str, Any]) -> str:
     """A short, stable id of what a method trains, for records: the distillation algorithm (``gkd``,
     ``minillm``), ``<algo>+gkd`` for PPO/GRPO with the JSD term, else the constraint (``budget``, ``saute``,
     ``lagrangian``, ``learned-lagrangian``, ``worst-case``, ``distill``, ``none`` = task reward only)."""
+    if "outside" in method:
+        return f"outside:{method['outside']}"
     train = merge(cfg.get("train"), method.get("train"))
     algo = train.get("algo", "ppo")
     if algo in ("gkd", "minillm"):
@@ -112,7 +121,10 @@ def settings(cfg: dict[str, Any], method: dict[str, Any], g: int, budget: float 
     policy = merge({f.name: f.default for f in fields(PolicyConfig)}, cfg.get("policy"), method.get("policy"),
                     point.get("policy"))
     train = merge(cfg.get("train"), method.get("train"), point.get("train"))
-    return {"env": env, "policy": policy, "train": train}
+    out = {"env": env, "policy": policy, "train": train}
+    if "outside" in method:
+        out["outside"] = {"algo": method["outside"], "options": dict(point.get("options") or {})}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the jobs
@@ -131,6 +143,8 @@ def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[dict[str, Any]
         seeds, split, n = cfg["seeds"], cfg["eval"].get("split", "test"), cfg["eval"]["n"]
         chosen = select_settings(cfg, out) if "validation" in cfg else None
     for m in cfg["methods"]:
+        if phase == "validation" and "outside" in m:  # one setting: nothing to choose on validation
+            continue
         for d in cfg["budgets"]:
             budget = None if budget_free(m) else d
             grid = range(len(m.get("grid", [{}]))) if phase == "validation" else [
@@ -184,6 +198,9 @@ def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[
     chosen: dict[str, dict[str, dict[str, Any]]] = {}
     for m in cfg["methods"]:
         for d in cfg["budgets"]:
+            if "outside" in m:
+                chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": 0, "scores": []}
+                continue
             budget = None if budget_free(m) else d
             scores = [float(metric_arrays(runs[(m["name"], g, budget)], d)["safe_accuracy"].mean())
                       for g in range(len(m.get("grid", [{}])))]

@@ -155,7 +155,8 @@ def plot_pareto(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> Pat
         for (d, _), x, y in zip(pts, xs, ys):
             ax.annotate(f"d={d}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points", color=color)
         safe = [p["safe_accuracy"] for _, p in pts]
-        shift = (i - len(names) / 2) * 0.006 * (max(budgets) - min(budgets) or 1.0)  # side by side, readable
+        span = (max(budgets) - min(budgets)) or 0.2 * max(abs(budgets[0]), 1.0)  # one budget: a span around it
+        shift = (i - len(names) / 2) * 0.006 * span  # side by side, readable
         bx.errorbar([float(d) + shift for d, _ in pts], [x["mean"] for x in safe],
                     yerr=[[x["mean"] - x["low"] for x in safe], [x["high"] - x["mean"] for x in safe]],
                     fmt="o-", color=color, capsize=2, label=name, alpha=0.85)
@@ -176,6 +177,8 @@ def plot_pareto(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> Pat
     bx.set_xlabel("budget d (summed episode cost)")
     bx.set_ylabel("solved within budget (correct and cost <= d)")
     bx.set_xticks(budgets)
+    if len(budgets) == 1:
+        bx.set_xlim(budgets[0] - 0.2 * max(abs(budgets[0]), 1.0), budgets[0] + 0.2 * max(abs(budgets[0]), 1.0))
     bx.grid(alpha=0.3)
     bx.set_title("the common criterion, per budget", fontsize=9)
     fig.tight_layout()

@@ -224,6 +224,28 @@ def train(env: gym.Env, model: str, args: Args | None = None, log: bool = True) 
     return agent, lam, res
 
 
+def bench_algo(make_env, budget: float, seed: int, limit, model: str = "zoo:student", **kwargs) -> object:
+    """This algorithm as an ``llm-cmdp bench`` entry (docs/benchmark.md): ``--algo
+    examples.cleanrl_ppo_lagrangian:bench_algo``. Trains for ``limit.tokens`` env steps (the protocol's episodes
+    times ``max_new_tokens``, an upper bound: shorter episodes mean more of them; the harness records how many)
+    and returns the greedy policy ``obs -> token``. ``kwargs`` set :class:`Args` fields."""
+    from llm_cmdp_env.models import resolve_model
+    from llm_cmdp_env.wrappers import SafetyGymnasiumStepWrapper
+
+    num_steps = min(Args.num_steps, limit.tokens)
+    args = Args(**{"num_steps": num_steps, **kwargs, "budget": float(budget), "seed": int(seed),
+                   "total_steps": max(num_steps, limit.tokens // num_steps * num_steps)})
+    agent, _, _ = train(SafetyGymnasiumStepWrapper(make_env()), resolve_model(model), args, log=False)
+    agent.eval()
+
+    @torch.no_grad()
+    def act(obs: dict[str, np.ndarray]) -> int:
+        ids, mask = _obs(obs)
+        return int(agent.heads(ids[None], mask[None])[0][0].argmax())
+
+    return act
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in vars(Args()).items():

@@ -140,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     _threads_option(c)
     c.set_defaults(func=commands.compare)
 
+    b = parser("bench", "an outside algorithm (package.module:function) under the compare protocol: the same "
+               "splits, budgets, seeds, evaluation and paired intervals, one more row in the table and plot "
+               "(docs/benchmark.md)")
+    b.add_argument("--config", required=True, help="the compare config (see benchmarks/compare_shortcut.json)")
+    b.add_argument("--algo", required=True, metavar="MODULE:FUNCTION",
+                   help="function(make_env, budget=, seed=, limit=, **options) returning a policy (docs/benchmark.md)")
+    b.add_argument("--name", default=None, help="the method's name in the table (default: the function's name)")
+    b.add_argument("--constraint", default="none", choices=cons,
+                   help="the wrapper stack of the env make_env() builds (default: none: raw reward, cost in "
+                        "info['cost'])")
+    b.add_argument("--options", default=None, metavar="JSON", help="JSON object of keyword arguments for the "
+                   "function (default: none)")
+    b.add_argument("--out", default=None, help="output folder (default: the config's out)")
+    b.add_argument("--phase", default="all", choices=("validation", "test", "report", "all"),
+                   help="which phase to run (default: all; finished runs are skipped)")
+    b.add_argument("--part", default=None, metavar="K/N", help="run only every N-th job of the phase")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_option(b)
+    b.set_defaults(func=commands.bench)
+
     pl = parser("plot", "draw training curves of a run folder (or overlay several runs) as a PNG")
     pl.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) written by `llm-cmdp train`")
     pl.add_argument("--out", default=None, metavar="FILE",

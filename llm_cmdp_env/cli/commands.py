@@ -13,7 +13,7 @@ from typing import Any
 
 from llm_cmdp_env.cli.run_options import config_overrides, merge
 
-__all__ = ["add_data_parser", "compare", "data", "default_threads", "demo", "evaluate", "plot", "set_threads",
+__all__ = ["add_data_parser", "bench", "compare", "data", "default_threads", "demo", "evaluate", "plot", "set_threads",
            "train", "zoo_eval", "zoo_train"]
 
 
@@ -250,6 +250,30 @@ def compare(args: argparse.Namespace) -> int:
 
     res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress, phase=args.phase,
                       part=args.part)
+    if "paths" not in res:
+        print(f"{args.phase}: {len(res['runs'])} runs done")
+        return 0
+    paths = res["paths"]
+    print(f"records: {paths['records']}\nresults: {paths['json']}\ntable:   {paths['markdown']}\n"
+          f"plot:    {paths['plot']}")
+    print(res["markdown"])
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from llm_cmdp_agents.bench import bench_config, write_bench_config
+    from llm_cmdp_agents.compare import run_compare
+
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--options is not valid JSON ({e})") from None
+    if not isinstance(options, dict):
+        raise ValueError("--options must be a JSON object, e.g. '{\"lr\": 0.01}'")
+    cfg = bench_config(args.config, args.algo, name=args.name, constraint=args.constraint, options=options)
+    out = Path(args.out or cfg.get("out", "runs/compare"))
+    write_bench_config(cfg, out)
+    res = run_compare(cfg, out_dir=out, progress=not args.no_progress, phase=args.phase, part=args.part)
     if "paths" not in res:
         print(f"{args.phase}: {len(res['runs'])} runs done")
         return 0

@@ -1,0 +1,137 @@
+"""``llm-cmdp bench``: an outside algorithm, defined here, runs under the compare protocol and gets a row in the
+same table, records and plot; its reward and cost are the env's; bad ``--algo`` strings get clear errors."""
+
+import json
+
+import pytest
+
+from llm_cmdp_agents.bench import ComputeLimit, resolve_algo
+from llm_cmdp_env.cli import main
+
+CALLS: list[dict] = []
+
+
+def eos_after_two(make_env, budget, seed, limit, token=5):
+    """A tiny outside "algorithm": plays a few episodes within its limit, then returns a fixed policy that writes
+    ``token`` twice and stops (EOS)."""
+    assert isinstance(limit, ComputeLimit) and limit.episodes > 0
+    env = make_env()
+    eos = env.unwrapped.tokenizer.eos_token_id
+    for episode in range(min(2, limit.episodes)):
+        env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(int(env.action_space.sample()))
+            done = terminated or truncated
+    CALLS.append({"budget": budget, "seed": seed, "limit": limit.episodes, "token": token})
+    return _FixedCompletion(token, eos)
+
+
+class _FixedCompletion:
+    """``predict`` like stable-baselines3: ``token``, ``token``, EOS, counted per episode from the observation."""
+
+    def __init__(self, token: int, eos: int) -> None:
+        self.token, self.eos, self.last, self.written = token, eos, None, 0
+
+    def predict(self, obs, deterministic=True):
+        ids = obs["input_ids"][obs["attention_mask"] == 1].tolist()
+        same = self.last is not None and len(ids) == len(self.last) + 1 and ids[:-1] == self.last
+        self.written = self.written + 1 if same else 0  # one more token of this episode, or a new episode
+        self.last = ids
+        return (self.token if self.written < 2 else self.eos), None
+
+
+not_callable = 3
+
+
+def returns_nothing(make_env, budget, seed, limit):
+    return None
+
+
+def _config(tiny_dir, tmp_path) -> dict:
+    return {
+        "out": str(tmp_path / "bench"),
+        "seeds": [0, 1],
+        "budgets": [40.0, 60.0],
+        "workers": 1,
+        "threads": 1,
+        "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 8, "max_prompt_tokens": 160},
+        "policy": {"model": str(tiny_dir / "student"), "device": "cpu"},
+        "train": {"algo": "grpo", "group_size": 2, "updates": 1, "prompts_per_update": 2, "lr": 1e-3,
+                  "checkpoint_every": 0},
+        "eval": {"split": "test", "n": 3},
+        "references": False,
+        "methods": [{"name": "budget reward", "constraint": "budget"}],
+    }
+
+
+def test_an_outside_algorithm_gets_a_row_under_the_same_protocol(tiny_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(_config(tiny_dir, tmp_path)))
+    CALLS.clear()
+    args = ["bench", "--config", str(path), "--algo", "tests.test_bench:eos_after_two", "--name", "fixed",
+            "--options", '{"token": 7}', "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "| fixed |" in text and "| budget reward |" in text and "budget reward − fixed" in text
+    # called once per (budget, seed), with the protocol's budget, seeds and training limit (1 x 2 x 2 episodes)
+    assert sorted((c["budget"], c["seed"]) for c in CALLS) == [(40.0, 0), (40.0, 1), (60.0, 0), (60.0, 1)]
+    assert {c["limit"] for c in CALLS} == {4} and {c["token"] for c in CALLS} == {7}
+    out = tmp_path / "bench"
+    recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    mine = [r for r in recs if r["method"] == "fixed"]
+    assert len(mine) == 4 and {r["method_id"] for r in mine} == {"outside:tests.test_bench:eos_after_two"}
+    assert {r["split"] for r in mine} == {"test"} and all(len(r["per_problem"]["correct"]) == 3 for r in mine)
+    assert all(r["per_problem"]["correct"] == "000" for r in mine)  # "7 7 <eos>" answers nothing
+    assert (out / "pareto.png").stat().st_size > 1000 and (out / "bench_config.json").is_file()
+    run = json.loads(next((out / "test" / "fixed").rglob("eval.json")).read_text())
+    assert run["train_last"]["episodes"] == 2 and run["train_last"]["limit_episodes"] == 4
+
+    # the recorded costs are the env's for those actions: replay problem i by hand through the same stack
+    from llm_cmdp_agents.config import EnvConfig, EvalConfig, RunConfig
+    from llm_cmdp_agents.runs import make_eval_env
+
+    cfg = _config(tiny_dir, tmp_path)
+    env = make_eval_env(RunConfig(EnvConfig(**{**cfg["env"], "constraint": "none", "budget": run["budget"]}),
+                                  eval=EvalConfig(n=3, split="test")))
+    eos = env.unwrapped.tokenizer.eos_token_id
+    for i in range(3):
+        env.reset(seed=0, options={"problem": i})
+        total = 0.0
+        for tok in (7, 7, eos):
+            _, _, terminated, truncated, info = env.step(tok)
+            total += info["cost"]
+        assert terminated and run["per_problem"]["cost"][i] == pytest.approx(total, rel=1e-6)
+        assert run["per_problem"]["length"][i] == 3
+
+    # resumable: a second call reuses every finished run (the function is not called again)
+    CALLS.clear()
+    assert main(args) == 0
+    assert CALLS == []
+
+
+@pytest.mark.parametrize("algo, error, match", [
+    ("tests.test_bench", ValueError, "package.module:function"),
+    ("tests.test_bench:", ValueError, "package.module:function"),
+    ("no_such_module_x:fn", ValueError, "cannot import module 'no_such_module_x'"),
+    ("tests.test_bench:missing", ValueError, "has no attribute 'missing'"),
+    ("tests.test_bench:not_callable", TypeError, "not a function"),
+])
+def test_bad_algo_strings_are_refused(algo, error, match):
+    with pytest.raises(error, match=match):
+        resolve_algo(algo)
+
+
+def test_a_bad_return_value_is_named(tiny_dir, tmp_path):
+    path = tmp_path / "cfg.json"
+    cfg = _config(tiny_dir, tmp_path)
+    cfg.update(seeds=[0], budgets=[40.0], methods=cfg["methods"])
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(TypeError, match="returned a NoneType.*LLMPolicy"):
+        main(["bench", "--config", str(path), "--algo", "tests.test_bench:returns_nothing", "--no-progress",
+              "--phase", "test"])
+    with pytest.raises(ValueError, match="already in the config"):
+        main(["bench", "--config", str(path), "--algo", "tests.test_bench:eos_after_two", "--name", "budget reward"])
+    with pytest.raises(ValueError, match="--options must be a JSON object"):
+        main(["bench", "--config", str(path), "--algo", "tests.test_bench:eos_after_two", "--options", "[1]"])
