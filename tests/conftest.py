@@ -86,3 +86,12 @@ def tiny_env_kwargs(tiny_dir):
 def _sb3_logs_in_tmp(tmp_path_factory):
     """stable-baselines3 writes a log folder per run; keep them inside pytest's temp dir."""
     os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """An empty data folder as $LLM_CMDP_DATA_DIR (so neither the user cache nor shared/ is searched)."""
+    d = tmp_path / "data"
+    monkeypatch.setenv("LLM_CMDP_DATA_DIR", str(d))
+    monkeypatch.delenv("LLM_CMDP_GSM8K_DIR", raising=False)
+    return d

@@ -24,15 +24,6 @@ def gsm8k_line(q: str, n: int) -> str:
     return json.dumps({"question": q, "answer": f"{n} - 0 = {n}\n#### {n}"})
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """An empty data folder as $LLM_CMDP_DATA_DIR (so neither the user cache nor shared/ is searched)."""
-    d = tmp_path / "data"
-    monkeypatch.setenv("LLM_CMDP_DATA_DIR", str(d))
-    monkeypatch.delenv("LLM_CMDP_GSM8K_DIR", raising=False)
-    return d
-
-
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 

@@ -17,14 +17,6 @@ from llm_cmdp_env.tasks import load_task
 from llm_cmdp_env.wrappers import CONSTRAINTS, BudgetRewardWrapper, apply_constraint
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    d = tmp_path / "data"
-    monkeypatch.setenv("LLM_CMDP_DATA_DIR", str(d))
-    monkeypatch.delenv("LLM_CMDP_GSM8K_DIR", raising=False)
-    return d
-
-
 def _line(question: str, answer: str) -> str:
     return json.dumps({"question": question, "answer": answer})
 

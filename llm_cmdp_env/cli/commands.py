@@ -245,19 +245,24 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
-    from llm_cmdp_agents.compare import run_compare
-
-    res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress, phase=args.phase,
-                      part=args.part)
+def _print_compare(res: dict[str, Any], phase: str) -> int:
+    """What ``compare`` and ``bench`` print: the runs done, or where the report went and its tables."""
     if "paths" not in res:
-        print(f"{args.phase}: {len(res['runs'])} runs done")
+        print(f"{phase}: {len(res['runs'])} runs done")
         return 0
     paths = res["paths"]
     print(f"records: {paths['records']}\nresults: {paths['json']}\ntable:   {paths['markdown']}\n"
           f"plot:    {paths['plot']}")
     print(res["markdown"])
     return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from llm_cmdp_agents.compare import run_compare
+
+    res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress, phase=args.phase,
+                      part=args.part)
+    return _print_compare(res, args.phase)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -274,14 +279,7 @@ def bench(args: argparse.Namespace) -> int:
     out = Path(args.out or cfg.get("out", "runs/compare"))
     write_bench_config(cfg, out)
     res = run_compare(cfg, out_dir=out, progress=not args.no_progress, phase=args.phase, part=args.part)
-    if "paths" not in res:
-        print(f"{args.phase}: {len(res['runs'])} runs done")
-        return 0
-    paths = res["paths"]
-    print(f"records: {paths['records']}\nresults: {paths['json']}\ntable:   {paths['markdown']}\n"
-          f"plot:    {paths['plot']}")
-    print(res["markdown"])
-    return 0
+    return _print_compare(res, args.phase)
 
 
 def plot(args: argparse.Namespace) -> int:
