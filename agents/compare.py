@@ -104,16 +104,32 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     task = eval_env.unwrapped.setup.task
     if getattr(task, "split", job["split"]) != job["split"]:  # never score a run on problems of another split
         raise RuntimeError(f"the evaluation env holds {task!r}, not the {job['split']!r} split")
+    t1 = time.perf_counter()
     ev = evaluate_policy(policy, eval_env, job["n"], batch_size=job["batch_size"], per_problem=True)
-    last = trainer.history[-1] if trainer.history else {}
     res = {k: job[k] for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
-    res.update({"train_seconds": round(seconds, 2), "accuracy": ev["accuracy"], "mean_cost": ev["mean_cost"],
+    res.update({"updates": trainer.update_idx, "divergence": run.env.divergence,
+                "train_seconds": round(seconds, 2), "eval_seconds": round(time.perf_counter() - t1, 2),
+                "accuracy": ev["accuracy"], "mean_cost": ev["mean_cost"],
                 "mean_length": ev["mean_length"], "per_problem": ev["per_problem"],
-                "train_last": {k: last.get(k) for k in ("reward", "cost", "accuracy", "lambda")},
+                "train_trace": train_trace(trainer.history),
                 "eval_task": repr(task),
                 "fingerprint": fingerprint(job)})
     write_json_atomic(Path(job["run_dir"]) / "eval.json", res)
     return res
+
+
+TRACE_KEYS = ("update", "task_reward", "reward", "cost", "accuracy", "constraint_satisfaction", "lambda", "seconds")
+"""What a run's ``train_trace`` keeps per update: the batch means of the task reward, the penalised reward the
+learner optimised, the episode cost, accuracy and per-episode constraint satisfaction, the Lagrange multiplier
+after the update's episodes (None without one) and the update's wall time."""
+
+
+def train_trace(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The training history as columns of :data:`TRACE_KEYS` (rounded; missing values None)."""
+    def _round(x: Any) -> Any:
+        return None if x is None else round(float(x), 6)
+
+    return {k: [_round(row.get(k)) if k != "update" else int(row["update"]) for row in history] for k in TRACE_KEYS}
 
 
 def _reference(job: dict[str, Any]) -> dict[str, Any]:

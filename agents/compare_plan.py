@@ -13,10 +13,11 @@ from typing import Any
 
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["BUDGET_FREE", "budget_free", "fingerprint", "finished", "load_config", "merge", "method_id",
-           "plan_jobs", "select_settings", "settings", "slug"]
+__all__ = ["BUDGET_FREE", "at_edge", "axis_value", "budget_free", "fingerprint", "finished", "grid_points",
+           "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug"]
 
-_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "budget", "outside"}
+_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis", "budget",
+                "outside"}
 _GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale", "options"}
 BUDGET_FREE = ("none", "distill", "lagrangian")
 """Constraints whose training does not read the budget (a fixed λ penalises every token the same at any d): such
@@ -52,7 +53,13 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{where}: duplicate method name {m['name']!r}")
         names.add(m["name"])
         grid = m.get("grid", [{}])
-        for g in grid:
+        if "widen" in m and ("outside" in m or not isinstance(m["widen"], list)):
+            raise ValueError(f"{where}: method {m['name']!r}: 'widen' is a list of extra grid points (not for an "
+                             "outside algorithm)")
+        if "axis" in m:
+            for point in grid + m.get("widen", []):
+                axis_value(m, point)  # raises when a point does not set the axis
+        for g in grid + m.get("widen", []):
             bad = set(g) - _GRID_KEYS
             if bad:
                 raise ValueError(f"{where}: method {m['name']!r}: grid keys {sorted(bad)} unknown; "
@@ -72,6 +79,33 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower()
+
+
+def grid_points(method: dict[str, Any]) -> list[dict[str, Any]]:
+    """The method's settings to choose among: its ``grid`` (the same size for every method: the fair search)
+    followed by its ``widen`` points (added where the choice on the base grid sat at an edge of ``axis``)."""
+    return list(method.get("grid", [{}])) + list(method.get("widen", []))
+
+
+def axis_value(method: dict[str, Any], point: dict[str, Any]) -> float:
+    """The value a grid point sets on the method's ``axis`` (a dotted path such as ``constraint_kwargs.lam``)."""
+    x: Any = point
+    for key in method["axis"].split("."):
+        if not isinstance(x, dict) or key not in x:
+            raise ValueError(f"method {method['name']!r}: grid point {point} does not set its axis "
+                             f"{method['axis']!r}")
+        x = x[key]
+    return float(x)
+
+
+def at_edge(method: dict[str, Any], g: int) -> bool | None:
+    """Whether grid point ``g`` holds the lowest or highest value of the method's ``axis`` among its points
+    (None: the method names no axis, or has one point)."""
+    points = grid_points(method)
+    if "axis" not in method or len(points) < 2:
+        return None
+    values = [axis_value(method, p) for p in points]
+    return values[g] in (min(values), max(values))
 
 
 def budget_free(method: dict[str, Any]) -> bool:
@@ -109,7 +143,7 @@ def settings(cfg: dict[str, Any], method: dict[str, Any], g: int, budget: float 
     """The env / policy / train settings of one run (shared config < method < grid point)."""
     from llm_cmdp_agents.config import EnvConfig, PolicyConfig
 
-    point = method.get("grid", [{}])[g]
+    point = grid_points(method)[g]
     env_defaults = {f.name: f.default for f in fields(EnvConfig) if f.name not in ("constraint_kwargs", "env_kwargs")}
     env = merge(env_defaults, cfg.get("env"), method.get("env"), point.get("env"))
     env["constraint"] = method["constraint"]
@@ -147,14 +181,14 @@ def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[dict[str, Any]
             continue
         for d in cfg["budgets"]:
             budget = None if budget_free(m) else d
-            grid = range(len(m.get("grid", [{}]))) if phase == "validation" else [
+            grid = range(len(grid_points(m))) if phase == "validation" else [
                 chosen[m["name"]][f"{d:g}"]["grid_index"] if chosen else 0]
             for g in grid:
                 for s in seeds:
                     tag = f"g{g}" + ("" if budget is None else f"_d{budget:g}")
                     run_dir = out / phase / slug(m["name"]) / tag / f"seed_{s}"
                     jobs.setdefault(str(run_dir), {
-                        "phase": phase, "method": m["name"], "grid_index": g, "grid": m.get("grid", [{}])[g],
+                        "phase": phase, "method": m["name"], "grid_index": g, "grid": grid_points(m)[g],
                         "budget": budget, "seed": s, "split": split, "n": n, "run_dir": str(run_dir),
                         "threads": threads, "batch_size": cfg["eval"].get("batch_size", 64),
                         "settings": settings(cfg, m, g, budget)})
@@ -180,8 +214,11 @@ def finished(job: dict[str, Any]) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------------------------------- selection
 def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{method: {f"{d:g}": {"grid_index", "scores"}}}``: per method and budget, the grid point with the highest
-    validation safe accuracy (solved with summed cost <= d), from the finished validation runs (all needed)."""
+    """``{method: {f"{d:g}": {"grid_index", "scores", "mean_costs", "at_edge", "rule"}}}``: per method and budget,
+    the grid point with the highest validation safe accuracy (solved with summed cost <= d, over every
+    validation seed and problem), from the finished validation runs (all needed). Ties (equal safe accuracy)
+    go to the lower mean validation cost, then to the earlier grid point. ``at_edge`` says whether the choice
+    holds an extreme value of the method's ``axis`` (then widen its grid: ``"widen"``)."""
     from llm_cmdp_agents.compare_stats import metric_arrays
 
     runs = {}
@@ -199,14 +236,19 @@ def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[
     for m in cfg["methods"]:
         for d in cfg["budgets"]:
             if "outside" in m:
-                chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": 0, "scores": []}
+                chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": 0, "scores": [], "mean_costs": [],
+                                                             "at_edge": None, "rule": "one setting"}
                 continue
             budget = None if budget_free(m) else d
-            scores = [float(metric_arrays(runs[(m["name"], g, budget)], d)["safe_accuracy"].mean())
-                      for g in range(len(m.get("grid", [{}])))]
-            best = max(range(len(scores)), key=lambda g: (scores[g], -g))
-            chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": best, "scores": scores}
+            arrays = [metric_arrays(runs[(m["name"], g, budget)], d) for g in range(len(grid_points(m)))]
+            scores = [float(a["safe_accuracy"].mean()) for a in arrays]
+            costs = [float(a["cost"].mean()) for a in arrays]
+            best = min(range(len(scores)), key=lambda g: (-scores[g], costs[g], g))
+            tied = [g for g in range(len(scores)) if scores[g] == scores[best]]
+            rule = ("highest safe accuracy" if len(tied) == 1 else
+                    "tie on safe accuracy: lower mean cost" if [costs[g] for g in tied].count(costs[best]) == 1 else
+                    "tie on safe accuracy and mean cost: first grid point")
+            chosen.setdefault(m["name"], {})[f"{d:g}"] = {"grid_index": best, "scores": scores, "mean_costs": costs,
+                                                         "at_edge": at_edge(m, best), "rule": rule}
     write_json_atomic(out / "selection.json", chosen)
     return chosen
-
-

@@ -86,18 +86,20 @@ def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget
         ("b", 1, 10.0): ([1, 1, 0, 0], [5, 5, 1, 1]),     # d=10: 2
         ("b", 0, 20.0): ([1, 1, 1, 0], [5, 15, 15, 1]),   # d=20: 3
         ("b", 1, 20.0): ([1, 1, 0, 0], [5, 5, 1, 1]),     # d=20: 2
-        ("t", 0, None): ([1, 1, 1, 1], [30, 30, 5, 5]),   # d=10: 2, d=20: 2 (tie with setting 1: the first wins)
-        ("t", 1, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # d=10: 2, d=20: 2
+        ("t", 0, None): ([1, 1, 1, 1], [30, 30, 5, 5]),   # d=10: 2, d=20: 2 (tie with setting 1, at a higher
+        ("t", 1, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # mean cost: setting 1 wins the tie)
     }
     for j in jobs:
         _write(j, *outcome[(j["method"], j["grid_index"], j["budget"])])
     chosen = select_settings(cfg, tmp_path)
     assert {d: c["grid_index"] for d, c in chosen["b"].items()} == {"10": 1, "20": 0}
     assert chosen["b"]["10"]["scores"] == [0.25, 0.5]
-    assert {d: c["grid_index"] for d, c in chosen["t"].items()} == {"10": 0, "20": 0}
+    assert {d: c["grid_index"] for d, c in chosen["t"].items()} == {"10": 1, "20": 1}
+    assert chosen["t"]["10"]["rule"] == "tie on safe accuracy: lower mean cost"
+    assert chosen["b"]["10"]["rule"] == "highest safe accuracy" and chosen["b"]["10"]["at_edge"] is None
     test = plan_jobs(cfg, "test", tmp_path)
     runs = {(j["method"], j["grid_index"], j["budget"]) for j in test}
-    assert runs == {("b", 1, 10.0), ("b", 0, 20.0), ("t", 0, None)}
+    assert runs == {("b", 1, 10.0), ("b", 0, 20.0), ("t", 1, None)}
     assert len(test) == 3 * 2  # x 2 seeds; "t" chose the same setting at both budgets: trained once per seed
     assert [j["settings"]["env"]["budget"] for j in test if j["method"] == "b" and j["budget"] == 10.0] == [5.0, 5.0]
 
