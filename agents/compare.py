@@ -14,6 +14,8 @@ Config (JSON)::
       "validation": {"split": "validation", "n": 200, "seeds": [100]},   # where each grid is chosen (optional)
       "eval": {"split": "test", "n": 500, "batch_size": 100},
       "references": true,                         # also evaluate the untrained student and the teacher
+      "equivalence_margin": 0.02,                 # "comparable accuracy": the 90% CI of the difference within ±0.02
+      "binding": {"unconstrained": "task only", "constrained": ["budget"], "min_violation": 0.1},  # (optional)
       "methods": [
         {"name": "budget", "constraint": "budget",
          "grid": [{"constraint_kwargs": {"unsafe_reward": 0.0}}, {"constraint_kwargs": {"unsafe_reward": -0.5}},
@@ -30,15 +32,24 @@ A method may override ``env``, ``policy`` and ``train`` fields, and so may each 
 ``constraint_kwargs`` and ``budget_scale``: the training budget is ``budget_scale x d``, e.g. the worst-case
 method's per-token bound). Methods whose training ignores the budget (constraint ``none``, ``distill`` or
 ``lagrangian``: task-only, distillation-only, fixed λ, GKD, MiniLLM, ...; or a method with its own fixed
-training ``budget``) train once per seed and are scored at every d.
+training ``budget``) train once per seed and are scored at every d; each d still chooses its own setting among
+them (a fixed λ is tuned per budget). A method's ``axis`` (a dotted path such as ``constraint_kwargs.lam``)
+names the value its grid varies, so the report flags a choice at an edge of the grid; its ``widen`` points
+are appended to the grid (the base ``grid`` has the same size for every method) to move such a choice inside.
 
 Phases (``--phase``): ``validation`` trains every grid point (validation seeds) and evaluates it on the
-validation split; the grid point with the highest validation *safe accuracy* (solved with cost <= d; ties: the
-first) is chosen per (method, d); ``test`` trains the chosen settings with every seed and evaluates on the test
-split; ``report`` writes ``records.jsonl`` (one line per run), ``results.json``, ``results.md`` (tables with
-95% intervals) and ``pareto.png``. ``all`` runs the three in order. Each run writes ``eval.json`` when done, and
-finished runs are skipped, so a stopped sweep resumes where it stopped; ``--part K/N`` runs every N-th job of a
-phase starting at the K-th, to split a phase into pieces of bounded length.
+validation split; the grid point with the highest validation *safe accuracy* (solved with cost <= d over all
+validation seeds and problems; ties: the lower mean cost, then the first) is chosen per (method, d) and
+written to ``selection.json``; ``test`` first checks, with a ``binding`` section, which budgets bind without
+collapse on validation (``binding.json``: the unconstrained method violates d in at least ``min_violation`` of
+its episodes and every constrained method beats the untrained student's accuracy; the others are dropped),
+then trains the chosen settings with every seed and evaluates on the test split; ``report`` writes
+``records.jsonl`` (one line per run, with its training trace), ``results.json``, ``results.md`` (tables with
+95% bootstrap and per-seed t-intervals, both satisfaction views, the accuracy equivalence verdict) and the
+plots ``pareto.png``, ``forest.png`` and ``lambda.png``. ``all`` runs the three in order. Each run writes
+``eval.json`` when done, and finished runs are skipped, so a stopped sweep resumes where it stopped;
+``--part K/N`` runs every N-th job of a phase starting at the K-th, to split a phase into pieces of bounded
+length.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ from typing import Any
 
 from llm_cmdp_agents.compare_plan import (
     BUDGET_FREE,
+    check_binding,
     fingerprint,
     finished,
     load_config,
@@ -142,7 +154,8 @@ def _reference(job: dict[str, Any]) -> dict[str, Any]:
     from llm_cmdp_agents.policy import LLMPolicy
     from llm_cmdp_agents.runs import make_env
 
-    path = Path(job["out"]) / "references" / f"{slug(job['name'])}.json"
+    tag = "" if job["split"] == job.get("test_split", "test") else f"_{job['split']}"
+    path = Path(job["out"]) / "references" / f"{slug(job['name'])}{tag}.json"
     if path.is_file():
         return json.loads(path.read_text())
     env = make_env(EnvConfig(**{**job["env"], "constraint": "none", "budget": None, "constraint_kwargs": {}}),
@@ -184,6 +197,18 @@ def _run_all(jobs: list[dict[str, Any]], fn: Any, workers: int, progress: bool, 
     return out
 
 
+def print_binding(result: dict[str, Any], progress: bool = True) -> None:
+    """One line per validation budget: does it bind (the unconstrained method's violations, mean cost) without
+    collapse (the constrained methods' accuracy against the student's)?"""
+    if not progress:
+        return
+    for d, row in result["budgets"].items():
+        u = row["unconstrained"]
+        accs = ", ".join(f"{n} {c['accuracy']:.3f}" for n, c in row["constrained"].items())
+        print(f"budget {d}: unconstrained violates {u['violation']:.0%} of episodes (mean cost {u['mean_cost']:.1f}); "
+              f"{accs} vs student {row['student_accuracy']:.3f} -> {'test' if row['passes'] else 'dropped'}")
+
+
 # ---------------------------------------------------------------------------------------------- the driver
 def _part(jobs: list[dict[str, Any]], part: str | None) -> list[dict[str, Any]]:
     if not part:
@@ -209,19 +234,24 @@ def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None 
     out.mkdir(parents=True, exist_ok=True)
     workers = int(cfg.get("workers", 1))
     cfg.setdefault("threads", 1 if workers > 1 else max(1, os.cpu_count() or 1))
+    common = {"out": str(out), "env": settings(cfg, {"constraint": "none"}, 0, None)["env"],
+              "split": cfg["eval"].get("split", "test"), "test_split": cfg["eval"].get("split", "test"),
+              "n": cfg["eval"]["n"], "batch_size": cfg["eval"].get("batch_size", 64), "threads": cfg["threads"],
+              "device": merge(cfg.get("policy")).get("device", "auto")}
+    model = merge({"model": "zoo:student"}, cfg.get("policy"))["model"]
     done: list[dict[str, Any]] = []
     for ph in (("validation", "test") if phase == "all" else (phase,) if phase != "report" else ()):
+        if ph == "test" and "binding" in cfg:  # which budgets bind without collapse, on validation
+            val = cfg["validation"]
+            student = _run_all([{**common, "name": "student", "model": model, "split": val.get("split", "validation"),
+                                 "n": val["n"]}], _reference, 1, False, "references")[0]
+            print_binding(check_binding(cfg, out, student), progress)
         jobs = _part(plan_jobs(cfg, ph, out), part)
         done += _run_all(jobs, run_job, workers, progress, ph)
     if phase not in ("all", "report"):
         return {"phase": phase, "runs": done}
     refs = []
     if cfg.get("references", True):
-        common = {"out": str(out), "env": settings(cfg, {"constraint": "none"}, 0, None)["env"],
-                  "split": cfg["eval"].get("split", "test"), "n": cfg["eval"]["n"],
-                  "batch_size": cfg["eval"].get("batch_size", 64), "threads": cfg["threads"],
-                  "device": merge(cfg.get("policy")).get("device", "auto")}
-        model = merge({"model": "zoo:student"}, cfg.get("policy"))["model"]
         refs = _run_all([{**common, "name": "student", "model": model},
                          {**common, "name": "teacher", "model": common["env"]["teacher"]}], _reference, 1, False,
                         "references")

@@ -11,10 +11,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["BUDGET_FREE", "at_edge", "axis_value", "budget_free", "fingerprint", "finished", "grid_points",
-           "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug"]
+__all__ = ["BUDGET_FREE", "at_edge", "axis_value", "budget_free", "check_binding", "fingerprint", "finished",
+           "grid_points", "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug",
+           "test_budgets"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis", "budget",
                 "outside"}
@@ -74,6 +77,17 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
                          f"{sorted(sizes)}")
     if sizes != {1} and "validation" not in cfg:
         raise ValueError(f"{where}: grids of several settings need a 'validation' section to choose on")
+    if "binding" in cfg:
+        b = cfg["binding"]
+        if "validation" not in cfg:
+            raise ValueError(f"{where}: the binding check runs on the validation split: add 'validation'")
+        named = [b.get("unconstrained")] + list(b.get("constrained") or [])
+        if not b.get("constrained") or any(n not in names for n in named):
+            raise ValueError(f"{where}: binding needs 'unconstrained' (a method name) and 'constrained' (method "
+                             f"names) among {sorted(names)}, got {b}")
+        b.setdefault("min_violation", 0.1)
+    if "equivalence_margin" in cfg and not float(cfg["equivalence_margin"]) > 0:
+        raise ValueError(f"{where}: equivalence_margin must be > 0, got {cfg['equivalence_margin']!r}")
     return cfg
 
 
@@ -176,10 +190,11 @@ def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[dict[str, Any]
     else:
         seeds, split, n = cfg["seeds"], cfg["eval"].get("split", "test"), cfg["eval"]["n"]
         chosen = select_settings(cfg, out) if "validation" in cfg else None
+    budgets = cfg["budgets"] if phase == "validation" else test_budgets(cfg, out)
     for m in cfg["methods"]:
         if phase == "validation" and "outside" in m:  # one setting: nothing to choose on validation
             continue
-        for d in cfg["budgets"]:
+        for d in budgets:
             budget = None if budget_free(m) else d
             grid = range(len(grid_points(m))) if phase == "validation" else [
                 chosen[m["name"]][f"{d:g}"]["grid_index"] if chosen else 0]
@@ -252,3 +267,63 @@ def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[
                                                          "at_edge": at_edge(m, best), "rule": rule}
     write_json_atomic(out / "selection.json", chosen)
     return chosen
+
+
+# ---------------------------------------------------------------------------------------------- binding budgets
+def test_budgets(cfg: dict[str, Any], out: Path) -> list[float]:
+    """The budgets of the test phase: the config's, or, with a ``binding`` section, those that passed the
+    binding check on validation (``binding.json``, written by :func:`check_binding`)."""
+    if "binding" not in cfg:
+        return cfg["budgets"]
+    path = Path(out) / "binding.json"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing: `--phase test` checks on validation which budgets bind first")
+    return [float(d) for d in json.loads(path.read_text())["test_budgets"]]
+
+
+def check_binding(cfg: dict[str, Any], out: Path, student: dict[str, Any]) -> dict[str, Any]:
+    """Which validation budgets bind without collapse (config ``binding``: ``unconstrained``, ``constrained``,
+    ``min_violation``), from the finished validation runs and the untrained ``student``'s evaluation on the same
+    validation problems. A budget d passes when (1) the unconstrained method (its most accurate validation
+    setting) violates it: at least ``min_violation`` of its episodes cost more than d (per episode; whether its
+    mean cost exceeds d, the expected-cost view, is recorded too), and (2) every constrained method, with the
+    setting chosen for d, is more accurate than the student. Writes ``binding.json`` (with ``test_budgets``);
+    raises when no budget passes."""
+    from llm_cmdp_agents.compare_stats import metric_arrays
+
+    spec = cfg["binding"]
+    runs: dict[tuple[str, int, float | None], list[dict[str, Any]]] = {}
+    for job in plan_jobs(cfg, "validation", out):
+        res = finished(job)
+        if res is None:
+            raise RuntimeError(f"the validation phase is unfinished ({job['run_dir']}): run `--phase validation`")
+        runs.setdefault((job["method"], job["grid_index"], job["budget"]), []).append(res)
+    chosen = select_settings(cfg, out)
+    methods = {m["name"]: m for m in cfg["methods"]}
+    u = methods[spec["unconstrained"]]
+    u_key = max(((u["name"], g, None if budget_free(u) else d) for g in range(len(grid_points(u)))
+                 for d in cfg["budgets"]), key=lambda k: float(metric_arrays(runs[k], 1.0)["accuracy"].mean()))
+    student_acc = float(np.mean(student["per_problem"]["correct"]))
+    table: dict[str, Any] = {}
+    for d in cfg["budgets"]:
+        a = metric_arrays(runs[u_key], d)
+        row = {"unconstrained": {"grid_index": u_key[1], "accuracy": float(a["accuracy"].mean()),
+                                 "violation": float(1.0 - a["satisfaction"].mean()),
+                                 "mean_cost": float(a["cost"].mean())},
+               "student_accuracy": student_acc, "constrained": {}}
+        for name in spec["constrained"]:
+            m = methods[name]
+            g = chosen[name][f"{d:g}"]["grid_index"]
+            acc = float(metric_arrays(runs[(name, g, None if budget_free(m) else d)], d)["accuracy"].mean())
+            row["constrained"][name] = {"grid_index": g, "accuracy": acc}
+        row["binds_per_episode"] = row["unconstrained"]["violation"] >= spec["min_violation"]
+        row["binds_in_expectation"] = row["unconstrained"]["mean_cost"] > d
+        row["beats_student"] = all(c["accuracy"] > student_acc for c in row["constrained"].values())
+        row["passes"] = row["binds_per_episode"] and row["beats_student"]
+        table[f"{d:g}"] = row
+    result = {"rule": dict(spec), "budgets": table, "test_budgets": [float(d) for d in cfg["budgets"]
+                                                                     if table[f"{d:g}"]["passes"]]}
+    write_json_atomic(Path(out) / "binding.json", result)
+    if not result["test_budgets"]:
+        raise RuntimeError(f"no budget of {cfg['budgets']} binds without collapse on validation: {table}")
+    return result

@@ -6,7 +6,14 @@ solved / its episode cost was <= d / both). Every method is evaluated on the sam
 seeds, so two methods' arrays are *paired* on both axes: the bootstrap resamples seeds and problems with
 replacement, the same draws for both methods, and reads the 2.5 / 97.5 percentiles of the mean difference.
 Resampling both axes counts both sources of noise (training randomness across seeds, which problems were
-drawn); resampling problems alone would understate it when seeds disagree.
+drawn); resampling problems alone would understate it when seeds disagree. A second, more conservative view
+treats each seed as one observation: the per-seed paired t-interval (:func:`paired_t`, ``S - 1`` degrees of
+freedom), which is wide with few seeds.
+
+Two notions of satisfying the constraint are scored: *per episode* (``satisfaction``: the share of episodes
+with summed cost <= d, what the budget reward and Sauté enforce) and *in expectation* (the mean episode cost
+<= d, what a Lagrangian method constrains; :func:`expected_cost_verdict`). "Comparable accuracy" is decided
+against a margin stated before the numbers (:func:`equivalence_verdict`, two one-sided tests).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "bootstrap_ci", "metric_arrays", "paired_difference", "summary_row"]
+__all__ = ["METRICS", "bootstrap_ci", "equivalence_verdict", "expected_cost_verdict", "metric_arrays",
+           "paired_difference", "paired_t", "summary_row", "t_quantile"]
 
 METRICS = ("accuracy", "satisfaction", "safe_accuracy", "cost")
 """What is compared: solved, episode cost <= d, both (solved within budget), and the episode cost itself."""
@@ -82,3 +90,92 @@ def summary_row(arrays: Mapping[str, np.ndarray], reps: int = 2000, seed: int = 
         row[k] = {"mean": mean, "low": lo, "high": hi, "per_seed": per_seed.round(6).tolist(),
                   "seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0}
     return row
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom (via the incomplete beta function)."""
+    import math
+
+    x = df / (df + t * t)
+    a, b = df / 2.0, 0.5
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    ib = front * _betacf(a, b, x) / a if x < (a + 1.0) / (a + b + 2.0) else 1.0 - front * _betacf(b, a, 1.0 - x) / b
+    return 1.0 - 0.5 * ib if t > 0 else 0.5 * ib
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile of Student's t with ``df`` >= 1 degrees of freedom (bisection on the CDF; no scipy)."""
+    if not 0.0 < q < 1.0 or df < 1:
+        raise ValueError(f"need 0 < q < 1 and df >= 1, got q={q}, df={df}")
+    if q < 0.5:
+        return -t_quantile(1.0 - q, df)
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < q:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < q else (lo, mid)
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def paired_t(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, float | None]:
+    """The per-seed paired t-interval of the mean of ``a - b`` (both ``[seeds, problems]``): each seed's mean
+    difference is one observation, ``S - 1`` degrees of freedom. ``low``/``high`` are None with one seed."""
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in shape: {a.shape} vs {b.shape} (same seeds and problems needed)")
+    per_seed = (a - b).mean(axis=1)
+    n = len(per_seed)
+    mean = float(per_seed.mean())
+    if n < 2:
+        return {"diff": mean, "low": None, "high": None, "df": 0}
+    half = t_quantile(0.5 + level / 2.0, n - 1) * float(per_seed.std(ddof=1)) / np.sqrt(n)
+    return {"diff": mean, "low": mean - half, "high": mean + half, "df": n - 1}
+
+
+def equivalence_verdict(a: np.ndarray, b: np.ndarray, margin: float, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Whether the means of ``a`` and ``b`` (paired ``[seeds, problems]``) are *comparable* within ``±margin``:
+    two one-sided tests at 5% each, i.e. the 90% paired-bootstrap interval of ``a - b`` lies inside
+    ``(-margin, margin)``. Otherwise *different* when the 95% interval excludes 0, else *inconclusive* (the data
+    can neither show equivalence nor a difference)."""
+    ci90 = paired_difference(a, b, reps, seed, level=0.90)
+    ci95 = paired_difference(a, b, reps, seed, level=0.95)
+    if -margin < ci90["low"] and ci90["high"] < margin:
+        verdict = "comparable"
+    elif ci95["low"] > 0 or ci95["high"] < 0:
+        verdict = "different"
+    else:
+        verdict = "inconclusive"
+    return {"verdict": verdict, "margin": margin, "low90": ci90["low"], "high90": ci90["high"]}
+
+
+def expected_cost_verdict(cost: Mapping[str, Any], budget: float) -> str:
+    """Whether a method satisfies the constraint *in expectation* (mean episode cost <= d), from its mean cost
+    with the 95% interval (:func:`summary_row`'s ``cost``): ``satisfied`` (the whole interval <= d),
+    ``violated`` (the whole interval > d), else ``undetermined``."""
+    if cost["high"] <= budget:
+        return "satisfied"
+    if cost["low"] > budget:
+        return "violated"
+    return "undetermined"

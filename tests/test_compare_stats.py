@@ -57,7 +57,7 @@ def test_summary_row_reports_per_seed_values_with_sample_std():
     assert np.isclose(row["accuracy"]["seed_std"], np.std([0.5, 1.0, 0.0], ddof=1))
 
 
-def _write(job, correct, cost):
+def _write(job, correct, cost, **extra):
     import json
     from pathlib import Path
 
@@ -65,7 +65,7 @@ def _write(job, correct, cost):
 
     res = {k: job[k] for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
     res.update({"per_problem": {"correct": correct, "cost": cost}, "fingerprint": fingerprint(job), "accuracy": 0.0,
-                "mean_cost": 0.0, "mean_length": 0.0, "train_seconds": 0.0})
+                "mean_cost": 0.0, "mean_length": 0.0, "train_seconds": 0.0, **extra})
     Path(job["run_dir"]).mkdir(parents=True, exist_ok=True)
     (Path(job["run_dir"]) / "eval.json").write_text(json.dumps(res))
 

@@ -1,0 +1,164 @@
+"""The comparison protocol's honesty checks (issue 21): per-seed t-intervals, the equivalence verdict, both
+satisfaction views, widened grids with edge flags, the binding check that picks the test budgets, and the
+report's plots from the training traces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llm_cmdp_agents.compare_stats import (
+    equivalence_verdict,
+    expected_cost_verdict,
+    paired_t,
+    t_quantile,
+)
+from tests.test_compare_stats import _write
+
+
+@pytest.mark.parametrize("df, q, want", [(1, 0.975, 12.7062047), (2, 0.975, 4.30265273), (4, 0.975, 2.77644511),
+                                         (4, 0.95, 2.13184679), (30, 0.975, 2.04227246), (9, 0.995, 3.24983554)])
+def test_t_quantile_matches_the_tables(df, q, want):
+    assert t_quantile(q, df) == pytest.approx(want, rel=1e-7)
+    assert t_quantile(1 - q, df) == pytest.approx(-want, rel=1e-7)
+    with pytest.raises(ValueError):
+        t_quantile(1.0, df)
+
+
+def test_t_quantile_agrees_with_scipy_where_installed():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 5, 8, 20, 100):
+        for q in (0.6, 0.9, 0.95, 0.975, 0.999):
+            assert t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-8)
+
+
+def test_paired_t_treats_each_seed_as_one_observation():
+    b = np.zeros((3, 4))
+    a = np.array([[0.1] * 4, [0.2] * 4, [0.3] * 4])
+    t = paired_t(a, b)
+    half = 4.30265273 * 0.1 / np.sqrt(3)
+    assert t["diff"] == pytest.approx(0.2) and t["df"] == 2
+    assert (t["low"], t["high"]) == pytest.approx((0.2 - half, 0.2 + half))
+    one = paired_t(a[:1], b[:1])
+    assert one["low"] is None and one["high"] is None  # one seed: no interval, not a zero-width one
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_t(a, b[:, :2])
+
+
+def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
+    rng = np.random.default_rng(0)
+    b = (rng.random((5, 2000)) < 0.5).astype(float)
+    same = b.copy()
+    same[0, :10] = 1 - same[0, :10]  # 10 flips in 10,000: a difference of ~0.001
+    assert equivalence_verdict(same, b, 0.02)["verdict"] == "comparable"
+    better = np.maximum(b, (rng.random(b.shape) < 0.2).astype(float))  # +~0.1
+    assert equivalence_verdict(better, b, 0.02)["verdict"] == "different"
+    small_b = (rng.random((2, 30)) < 0.5).astype(float)
+    small_a = (rng.random((2, 30)) < 0.5).astype(float)
+    v = equivalence_verdict(small_a, small_b, 0.02)
+    assert v["verdict"] == "inconclusive" and v["low90"] < -0.02 < 0.02 < v["high90"]
+
+
+def test_expected_cost_verdict_reads_the_whole_interval():
+    assert expected_cost_verdict({"mean": 90, "low": 80, "high": 99}, 100) == "satisfied"
+    assert expected_cost_verdict({"mean": 110, "low": 101, "high": 120}, 100) == "violated"
+    assert expected_cost_verdict({"mean": 99, "low": 90, "high": 108}, 100) == "undetermined"
+
+
+def _cfg(**extra):
+    from llm_cmdp_agents.compare_plan import load_config
+
+    cfg = {"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
+           "methods": [{"name": "c", "constraint": "budget", "axis": "constraint_kwargs.overrun_penalty",
+                        "grid": [{"constraint_kwargs": {"overrun_penalty": 0.0}},
+                                 {"constraint_kwargs": {"overrun_penalty": 0.1}}]},
+                       {"name": "u", "constraint": "none", "axis": "train.lr",
+                        "grid": [{"train": {"lr": 1e-5}}, {"train": {"lr": 1e-4}}]}]}
+    cfg.update(extra)
+    return load_config(cfg)
+
+
+def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tmp_path):
+    from llm_cmdp_agents.compare_plan import at_edge, grid_points, load_config, plan_jobs, select_settings
+
+    cfg = _cfg()
+    cfg["methods"][0]["widen"] = [{"constraint_kwargs": {"overrun_penalty": 0.05}}]
+    cfg = load_config(cfg)  # the base grids keep the same size; widen points come on top
+    m = cfg["methods"][0]
+    assert [p["constraint_kwargs"]["overrun_penalty"] for p in grid_points(m)] == [0.0, 0.1, 0.05]
+    assert [at_edge(m, g) for g in range(3)] == [True, True, False]
+    jobs = plan_jobs(cfg, "validation", tmp_path)
+    assert sorted({j["grid_index"] for j in jobs if j["method"] == "c"}) == [0, 1, 2]
+    for j in jobs:  # the widened point (index 2) solves most within budget
+        _write(j, [1, 1, 1, 0] if j["grid_index"] == 2 and j["method"] == "c" else [1, 0, 0, 0], [1, 1, 1, 1])
+    chosen = select_settings(cfg, tmp_path)
+    assert chosen["c"]["10"]["grid_index"] == 2 and chosen["c"]["10"]["at_edge"] is False
+    assert chosen["u"]["10"]["at_edge"] is True  # all tied: lower cost tied too, the first point (an edge)
+    assert chosen["u"]["10"]["rule"] == "tie on safe accuracy and mean cost: first grid point"
+    bad = _cfg()
+    bad["methods"][1]["axis"] = "train.gamma"
+    with pytest.raises(ValueError, match="does not set its axis"):
+        load_config(bad)
+
+
+def test_the_binding_check_keeps_only_budgets_that_bind_without_collapse(tmp_path):
+    from llm_cmdp_agents.compare_plan import check_binding, plan_jobs, test_budgets
+
+    cfg = _cfg(binding={"unconstrained": "u", "constrained": ["c"]})
+    assert cfg["binding"]["min_violation"] == 0.1
+    with pytest.raises(RuntimeError, match="binding.json"):
+        test_budgets(cfg, tmp_path)
+    for j in plan_jobs(cfg, "validation", tmp_path):
+        if j["method"] == "u":  # the most accurate setting (1) costs 15 on half the problems: violates d=10 only
+            _write(j, *(([1, 1, 1, 1], [15, 15, 5, 5]) if j["grid_index"] == 1 else ([1, 0, 0, 0], [1, 1, 1, 1])))
+        else:  # the constrained method: 3/4 solved at cost 5
+            _write(j, [1, 1, 1, 0], [5, 5, 5, 5])
+    student = {"per_problem": {"correct": [1, 1, 0, 0], "cost": [1, 1, 1, 1]}}
+    res = check_binding(cfg, tmp_path, student)
+    row = res["budgets"]["10"]
+    assert row["unconstrained"] == {"grid_index": 1, "accuracy": 1.0, "violation": 0.5, "mean_cost": 10.0}
+    assert row["binds_per_episode"] and not row["binds_in_expectation"] and row["beats_student"] and row["passes"]
+    assert not res["budgets"]["20"]["passes"] and res["test_budgets"] == [10.0]
+    assert json.loads((tmp_path / "binding.json").read_text())["test_budgets"] == [10.0]
+    assert {j["budget"] for j in plan_jobs(cfg, "test", tmp_path) if j["method"] == "c"} == {10.0}
+    # a student as accurate as the constrained method: every budget collapses, and the check says so
+    with pytest.raises(RuntimeError, match="binds without collapse"):
+        check_binding(cfg, tmp_path, {"per_problem": {"correct": [1, 1, 1, 0], "cost": [1, 1, 1, 1]}})
+
+
+def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_the_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    from llm_cmdp_agents.compare_plan import plan_jobs, select_settings
+    from llm_cmdp_agents.compare_plots import frontier, plot_forest, plot_frontier, plot_traces
+    from llm_cmdp_agents.compare_report import _runs, markdown_report, records, summarise
+
+    cfg = _cfg(equivalence_margin=0.02, contrasts=[["c", "u"]])
+    for j in plan_jobs(cfg, "validation", tmp_path):
+        _write(j, [1, 1, 0, 0], [5, 5, 5, 5])
+    chosen = select_settings(cfg, tmp_path)
+    trace = {"update": [1, 2], "cost": [30.0, 8.0], "lambda": [0.1, 0.05]}
+    for j in plan_jobs(cfg, "test", tmp_path):
+        _write(j, *(([1, 1, 0, 0], [2, 11, 2, 2]) if j["method"] == "c" else ([1, 1, 1, 0], [30, 30, 30, 25])),
+               train_trace=trace)
+    summary = summarise(cfg, _runs(cfg, tmp_path, "test"), [], reps=200, selection=chosen)
+    row = summary["10"]["methods"]["c"]
+    assert row["cost"]["mean"] == pytest.approx(4.25) and row["expected"] == {"verdict": "satisfied",
+                                                                               "seed_share": 1.0}
+    assert row["satisfaction"]["mean"] == pytest.approx(0.75)  # per episode: one of four over d
+    assert summary["10"]["methods"]["u"]["expected"]["verdict"] == "violated"
+    c = summary["10"]["contrasts"][0]
+    assert c["accuracy"]["t"]["df"] == 1 and c["accuracy"]["equivalence"]["verdict"] in (
+        "comparable", "different", "inconclusive")
+    md = markdown_report(cfg, summary)
+    assert "mean cost <= d?" in md and "satisfied (100%)" in md and "; t [" in md and "**" in md
+    assert "(edge)" in md  # every choice sat at an edge of its two-point grid
+    recs = [r for r in records(cfg, tmp_path, []) if r["phase"] == "test"]
+    assert recs[0]["train_trace"] == trace and "mean_cost_within" in recs[0]["at_budget"]["10"]
+    for fn, args in ((plot_frontier, (cfg, summary)), (plot_forest, (cfg, summary)),
+                     (plot_traces, (cfg, recs, summary))):
+        path = fn(*args, tmp_path / f"{fn.__name__}.png")
+        assert path.stat().st_size > 5000
+    assert frontier([(0.9, 0.5), (0.8, 0.6), (0.7, 0.55), (0.95, 0.4)]) == [(0.8, 0.6), (0.9, 0.5), (0.95, 0.4)]
+    assert frontier([(10.0, 0.5), (20.0, 0.6), (25.0, 0.55)], higher_x=False) == [(10.0, 0.5), (20.0, 0.6)]
