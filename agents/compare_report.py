@@ -28,7 +28,7 @@ from llm_cmdp_agents.compare_stats import (
 )
 from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
 
-__all__ = ["markdown_report", "records", "summarise", "write_report"]
+__all__ = ["compute_summary", "markdown_report", "records", "summarise", "write_report"]
 
 
 def _runs(cfg: dict[str, Any], out: Path, phase: str) -> list[dict[str, Any]]:
@@ -189,6 +189,22 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compute_summary(recs: list[dict[str, Any]]) -> str:
+    """What the sweep cost: per phase the runs and their summed training and evaluation time (each run's own
+    wall time on one process; runs in parallel overlap), and the mean training time per run of each method."""
+    lines = ["| phase | runs | training (min, summed) | evaluation (min, summed) |", "|---|---|---|---|"]
+    for phase in ("validation", "test"):
+        rs = [r for r in recs if r["phase"] == phase]
+        if rs:
+            lines.append(f"| {phase} | {len(rs)} | {sum(r['train_seconds'] for r in rs) / 60:.1f} | "
+                         f"{sum(r.get('eval_seconds') or 0.0 for r in rs) / 60:.1f} |")
+    lines += ["", "| method | runs | training s/run (mean) |", "|---|---|---|"]
+    for name in dict.fromkeys(r["method"] for r in recs if r["phase"] in ("validation", "test")):
+        rs = [r for r in recs if r["method"] == name and r["phase"] in ("validation", "test")]
+        lines.append(f"| {name} | {len(rs)} | {np.mean([r['train_seconds'] for r in rs]):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``records.jsonl``, ``results.json``, ``results.md`` and the plots (``pareto.png``: the frontier per
     budget; ``forest.png``: the paired differences; ``lambda.png``: the training traces) under ``out``."""
@@ -202,6 +218,7 @@ def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]
              "markdown": str(out / "results.md"), "plot": str(out / "pareto.png"),
              "forest": str(out / "forest.png"), "traces": str(out / "lambda.png")}
     recs = records(cfg, out, references)
+    md += "\n" + compute_summary(recs)
     write_text_atomic(paths["records"], "".join(json.dumps(r) + "\n" for r in recs))
     write_text_atomic(paths["markdown"], md + "\n")
     plot_frontier(cfg, summary, Path(paths["plot"]))

@@ -154,7 +154,11 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
     md = markdown_report(cfg, summary)
     assert "mean cost <= d?" in md and "satisfied (100%)" in md and "; t [" in md and "**" in md
     assert "(edge)" in md  # every choice sat at an edge of its two-point grid
-    recs = [r for r in records(cfg, tmp_path, []) if r["phase"] == "test"]
+    from llm_cmdp_agents.compare_report import compute_summary
+
+    everything = records(cfg, tmp_path, [])
+    assert "| validation | 6 |" in compute_summary(everything) and "| test | 6 |" in compute_summary(everything)
+    recs = [r for r in everything if r["phase"] == "test"]
     assert recs[0]["train_trace"] == trace and "mean_cost_within" in recs[0]["at_budget"]["10"]
     for fn, args in ((plot_frontier, (cfg, summary)), (plot_forest, (cfg, summary)),
                      (plot_traces, (cfg, recs, summary))):
