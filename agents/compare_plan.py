@@ -19,8 +19,8 @@ __all__ = ["BUDGET_FREE", "at_edge", "axis_value", "budget_free", "check_binding
            "grid_points", "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug",
            "test_budgets"]
 
-_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis", "budget",
-                "outside"}
+_METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
+                "axis_bounds", "budget", "outside"}
 _GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale", "options"}
 BUDGET_FREE = ("none", "distill", "lagrangian")
 """Constraints whose training does not read the budget (a fixed λ penalises every token the same at any d): such
@@ -113,13 +113,16 @@ def axis_value(method: dict[str, Any], point: dict[str, Any]) -> float:
 
 
 def at_edge(method: dict[str, Any], g: int) -> bool | None:
-    """Whether grid point ``g`` holds the lowest or highest value of the method's ``axis`` among its points
-    (None: the method names no axis, or has one point)."""
+    """Whether grid point ``g`` holds the lowest or highest value of the method's ``axis`` among its points, and
+    that value is not a natural limit of the parameter (``axis_bounds: [low, high]``, None for open: e.g. an
+    overrun penalty of 0 cannot be widened further). None: the method names no axis, or has one point."""
     points = grid_points(method)
     if "axis" not in method or len(points) < 2:
         return None
     values = [axis_value(method, p) for p in points]
-    return values[g] in (min(values), max(values))
+    low, high = method.get("axis_bounds") or (None, None)
+    v = values[g]
+    return (v == min(values) and v != low) or (v == max(values) and v != high)
 
 
 def budget_free(method: dict[str, Any]) -> bool:

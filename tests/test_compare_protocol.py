@@ -89,6 +89,7 @@ def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tm
     m = cfg["methods"][0]
     assert [p["constraint_kwargs"]["overrun_penalty"] for p in grid_points(m)] == [0.0, 0.1, 0.05]
     assert [at_edge(m, g) for g in range(3)] == [True, True, False]
+    assert [at_edge({**m, "axis_bounds": [0.0, None]}, g) for g in range(3)] == [False, True, False]  # 0: a limit
     jobs = plan_jobs(cfg, "validation", tmp_path)
     assert sorted({j["grid_index"] for j in jobs if j["method"] == "c"}) == [0, 1, 2]
     for j in jobs:  # the widened point (index 2) solves most within budget
