@@ -110,6 +110,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
+    if trainer.interrupted or trainer.update_idx != run.train.updates:  # a stopped run is not a result
+        raise RuntimeError(f"{job['run_dir']}: training stopped after {trainer.update_idx} of {run.train.updates} "
+                           "updates (interrupted); nothing recorded, the run starts again on the next call")
     # the evaluation stack: the run's own (a Sauté policy needs z), without multiplier learning; the common
     # criterion (cost <= d) is applied to the per-problem costs afterwards, for every d of the sweep
     eval_env = make_eval_env(run)

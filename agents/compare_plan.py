@@ -227,6 +227,13 @@ def finished(job: dict[str, Any]) -> dict[str, Any] | None:
     if res.get("fingerprint") != fingerprint(job):
         raise ValueError(f"{path} was written with other settings than the config now gives (fingerprint "
                          f"{res.get('fingerprint')} vs {fingerprint(job)}); remove it or use another 'out'")
+    if "updates" in res and "outside" not in job["settings"]:
+        from llm_cmdp_agents.config import TrainConfig
+
+        planned = TrainConfig.from_dict(job["settings"]["train"]).updates
+        if res["updates"] != planned:
+            raise ValueError(f"{path} records {res['updates']} of the {planned} planned updates (a stopped run): "
+                             "remove its folder to run it again")
     return res
 
 

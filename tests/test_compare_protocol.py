@@ -167,3 +167,38 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
         assert path.stat().st_size > 5000
     assert frontier([(0.9, 0.5), (0.8, 0.6), (0.7, 0.55), (0.95, 0.4)]) == [(0.8, 0.6), (0.9, 0.5), (0.95, 0.4)]
     assert frontier([(10.0, 0.5), (20.0, 0.6), (25.0, 0.55)], higher_x=False) == [(10.0, 0.5), (20.0, 0.6)]
+
+
+def test_an_interrupted_run_records_nothing_and_a_short_record_is_refused(tiny_dir, tmp_path, monkeypatch):
+    """SIGTERM/Ctrl-C makes the trainer stop after the current update and return: the run must not then be
+    evaluated and written as if finished (a sweep would skip it on resume and report a shorter run)."""
+    from llm_cmdp_agents.compare import run_job
+    from llm_cmdp_agents.compare_plan import finished, load_config, plan_jobs
+    from llm_cmdp_agents.trainer import Trainer
+
+    cfg = load_config({"seeds": [0], "budgets": [40.0], "threads": 1,
+                       "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 4, "max_prompt_tokens": 160},
+                       "policy": {"model": str(tiny_dir / "student"), "device": "cpu"},
+                       "train": {"algo": "grpo", "group_size": 2, "updates": 2, "prompts_per_update": 2,
+                                 "checkpoint_every": 0},
+                       "eval": {"split": "test", "n": 2}, "methods": [{"name": "b", "constraint": "budget"}]})
+    job = plan_jobs(cfg, "test", tmp_path)[0]
+    real_step = Trainer.step
+
+    def step_then_signal(self):
+        row = real_step(self)
+        self.interrupted = True  # what GracefulInterrupt leads to: train() returns after this update
+        return row
+
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+    monkeypatch.setattr(Trainer, "train", lambda self, updates=None: [self.step()])
+    with pytest.raises(RuntimeError, match="stopped after 1 of 2 updates"):
+        run_job(job)
+    assert finished(job) is None
+    monkeypatch.undo()
+    res = run_job(job)
+    assert res["updates"] == 2 and len(res["train_trace"]["update"]) == 2
+    path = tmp_path / "test" / "b" / "g0_d40" / "seed_0" / "eval.json"
+    path.write_text(json.dumps({**res, "updates": 1}))
+    with pytest.raises(ValueError, match="1 of the 2 planned updates"):
+        finished(job)
