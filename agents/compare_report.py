@@ -28,7 +28,8 @@ from llm_cmdp_agents.compare_stats import (
 )
 from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
 
-__all__ = ["compute_summary", "markdown_report", "records", "summarise", "write_report"]
+__all__ = ["compute_summary", "markdown_report", "records", "report_from_records", "runs_from_records",
+           "summarise", "write_report"]
 
 
 def _runs(cfg: dict[str, Any], out: Path, phase: str) -> list[dict[str, Any]]:
@@ -64,7 +65,7 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
     for phase in phases:
         for r in _runs(cfg, out, phase):
             rows.append({"phase": phase, "method": r["method"], "method_id": ids[r["method"]], "seed": r["seed"],
-                         "budget": r["budget"],
+                         "budget": r["budget"], "grid_index": r["grid_index"],
                          "grid": r["grid"], "split": r["split"], "n": r["n"], "train_seconds": r["train_seconds"],
                          "updates": r.get("updates"), "divergence": r.get("divergence"),
                          "eval_seconds": r.get("eval_seconds"),
@@ -81,6 +82,28 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
 
 def _compact(pp: dict[str, Any]) -> dict[str, Any]:
     return {"correct": "".join("1" if c else "0" for c in pp["correct"]), "cost": [round(c, 4) for c in pp["cost"]]}
+
+
+def runs_from_records(recs: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
+    """The runs of ``phase`` (``"test"``, ``"validation"`` or ``"reference"``) as :func:`summarise` takes them,
+    rebuilt from records (per-problem outcomes expanded): the report is computed from exactly what
+    ``records.jsonl`` holds, so anyone can recompute every figure from the committed records."""
+    out = []
+    for r in recs:
+        if r["phase"] != phase:
+            continue
+        pp = r["per_problem"]
+        out.append({**r, "seed": 0 if r["seed"] is None else r["seed"],
+                    "per_problem": {"correct": [c == "1" for c in pp["correct"]], "cost": list(pp["cost"])}})
+    return out
+
+
+def report_from_records(cfg: dict[str, Any], recs: list[dict[str, Any]], selection: dict[str, Any] | None,
+                        budgets: list[float] | None = None, reps: int = 2000) -> tuple[dict[str, Any], str]:
+    """``(summary, markdown)`` of the test runs and references held in ``recs`` (see :func:`runs_from_records`)."""
+    summary = summarise(cfg, runs_from_records(recs, "test"), runs_from_records(recs, "reference"), reps=reps,
+                        selection=selection, budgets=budgets)
+    return summary, markdown_report(cfg, summary) + "\n" + compute_summary(recs)
 
 
 def _by_method(cfg: dict[str, Any], runs: list[dict[str, Any]], d: float,
@@ -210,15 +233,13 @@ def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]
     budget; ``forest.png``: the paired differences; ``lambda.png``: the training traces) under ``out``."""
     from llm_cmdp_agents.compare_plots import plot_forest, plot_frontier, plot_traces
 
-    runs = _runs(cfg, out, "test")
     selection = select_settings(cfg, out) if "validation" in cfg else None
-    summary = summarise(cfg, runs, references, selection=selection, budgets=test_budgets(cfg, out))
-    md = markdown_report(cfg, summary)
+    budgets = test_budgets(cfg, out)
+    recs = records(cfg, out, references)
+    summary, md = report_from_records(cfg, recs, selection, budgets)
     paths = {"records": str(out / "records.jsonl"), "json": str(out / "results.json"),
              "markdown": str(out / "results.md"), "plot": str(out / "pareto.png"),
              "forest": str(out / "forest.png"), "traces": str(out / "lambda.png")}
-    recs = records(cfg, out, references)
-    md += "\n" + compute_summary(recs)
     write_text_atomic(paths["records"], "".join(json.dumps(r) + "\n" for r in recs))
     write_text_atomic(paths["markdown"], md + "\n")
     plot_frontier(cfg, summary, Path(paths["plot"]))

@@ -125,6 +125,12 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
     row = res["summary"]["40"]["methods"]["budget reward"]
     assert row["seeds"] == 2 and row["accuracy"]["low"] <= row["accuracy"]["mean"] <= row["accuracy"]["high"]
     assert (out / "pareto.png").stat().st_size > 1000
+    assert (out / "forest.png").stat().st_size > 1000 and (out / "lambda.png").stat().st_size > 1000
+    # every figure recomputes from the records alone (what docs/data/ commits)
+    from llm_cmdp_agents.compare_report import report_from_records
+
+    summary, md = report_from_records(res["config"], recs, res["selection"])
+    assert json.loads(json.dumps(summary)) == res["summary"] and md == res["markdown"]
 
     # a changed setting does not silently reuse finished runs
     cfg["train"]["lr"] = 5e-4
