@@ -46,7 +46,7 @@ class SauteTracker:
 
     def initial(self, n: int) -> torch.Tensor:
         """The z_0 the wrapper will draw for the next ``n`` resets, in order (the generator is untouched)."""
-        return torch.as_tensor(self.wrapper.initial_budgets(n), dtype=torch.float64)
+        return torch.as_tensor(self.wrapper.upcoming_starts(n).z, dtype=torch.float64)
 
     def start(self, prompts: Sequence[Sequence[int]], z0: torch.Tensor) -> torch.Tensor:
         """Begin tracking a batch: prefill the teacher on the prompts."""

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: module-name prefix -> layer (docs/architecture.md); the longest matching prefix wins
 LAYERS = {
     **{f"llm_cmdp_env.{m}": 0 for m in ("validation", "arrays", "atomic_io", "interrupts", "threads", "hf_compat",
-                                        "kv_cache", "decode_modes")},
+                                        "kv_cache", "decode_modes", "vector_info")},
     **{f"llm_cmdp_env.{m}": 1 for m in ("tasks", "data", "verify", "_verify_worker", "divergences", "models",
                                         "prompts", "scoring", "batched_scoring", "static_scoring", "cuda_graph",
                                         "actions", "zoo")},

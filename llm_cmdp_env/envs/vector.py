@@ -22,6 +22,7 @@ from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.static_scoring import make_scorer
 from llm_cmdp_env.tasks import Problem
 from llm_cmdp_env.validation import check_positive_int
+from llm_cmdp_env.vector_info import reset_mask_of, seed_list
 
 
 class MathDistillVectorEnv(VectorEnv):
@@ -109,20 +110,11 @@ class MathDistillVectorEnv(VectorEnv):
         super().reset(seed=seed)  # seeds self.np_random, as VectorEnv does
         n = self.num_envs
         options = self.setup.reset_options(options, ("problems", "reset_mask"))
-        mask = np.asarray(options.pop("reset_mask", np.ones(n, dtype=bool)))
-        if mask.dtype != np.bool_ or mask.shape != (n,):
-            raise ValueError(f"options['reset_mask'] must be a boolean array of shape ({n},), got dtype {mask.dtype} "
-                             f"and shape {mask.shape}")
+        mask = reset_mask_of(options, n)
+        options.pop("reset_mask", None)
         if not self._started and not mask.all():
             raise ValueError("the first reset must reset every sub-env")
-        if seed is None:
-            seeds: list[int | None] = [None] * n
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(n)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != n:
-                raise ValueError(f"seed must be an int or a list of {n} seeds, got {len(seeds)}")
+        seeds = seed_list(seed, n)
         for i in range(n):
             if mask[i] and seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])

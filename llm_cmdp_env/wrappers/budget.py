@@ -6,14 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from llm_cmdp_env.validation import check_bool, check_real
-from llm_cmdp_env.wrappers.constraint import (
-    Constraint,
-    ConstraintWrapper,
-    State,
-    VectorConstraintWrapper,
-    maximum,
-    where,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, maximum, named_wrappers, where
 
 __all__ = ["BudgetReward", "BudgetRewardWrapper", "VectorBudgetRewardWrapper", "budget_reward"]
 
@@ -37,7 +30,7 @@ def budget_reward(
     return kept - overrun_penalty * (maximum(0.0, cost_after - budget) - maximum(0.0, cost_before - budget))
 
 
-@dataclass(frozen=True)
+@dataclass
 class BudgetReward(Constraint):
     r"""The paper's budget reward: Sauté's accounting, no state augmentation, no teacher at deployment.
 
@@ -86,11 +79,10 @@ class BudgetReward(Constraint):
     terminated_key: ClassVar[str] = "budget_terminated"
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "budget", check_real(self.budget, "budget"))
-        set_(self, "unsafe_reward", check_real(self.unsafe_reward, "unsafe_reward"))
-        set_(self, "overrun_penalty", check_real(self.overrun_penalty, "overrun_penalty", nonnegative=True))
-        set_(self, "terminate_on_violation", check_bool(self.terminate_on_violation, "terminate_on_violation"))
+        self.budget = check_real(self.budget, "budget")
+        self.unsafe_reward = check_real(self.unsafe_reward, "unsafe_reward")
+        self.overrun_penalty = check_real(self.overrun_penalty, "overrun_penalty", nonnegative=True)
+        self.terminate_on_violation = check_bool(self.terminate_on_violation, "terminate_on_violation")
 
     def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
         before = state.episode_cost
@@ -103,13 +95,5 @@ class BudgetReward(Constraint):
         return new_reward, extra, violated if self.terminate_on_violation else False
 
 
-class BudgetRewardWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`BudgetReward` (its parameters after ``env``)."""
 
-    rule = BudgetReward
-
-
-class VectorBudgetRewardWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`BudgetReward` (its parameters after ``env``; NEXT_STEP autoreset)."""
-
-    rule = BudgetReward
+BudgetRewardWrapper, VectorBudgetRewardWrapper = named_wrappers(BudgetReward, "BudgetRewardWrapper")

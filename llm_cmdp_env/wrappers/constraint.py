@@ -1,6 +1,6 @@
 """One constraint rule, two generic adapters.
 
-A constraint is a small frozen params object (a :class:`Constraint` subclass) whose methods say what happens
+A constraint is a small params object (a :class:`Constraint` subclass, a dataclass) whose methods say what happens
 to the (reward, cost) stream of ``n`` episodes at once:
 
 - ``start(state, rngs)``: new episodes begin in these rows (their state fields are already at their initial
@@ -9,7 +9,8 @@ to the (reward, cost) stream of ``n`` episodes at once:
   ``(new_reward, info_entries)``, or ``(new_reward, info_entries, terminate)`` for a rule that can end an
   episode (a plain tuple: this runs once per token on the fast path);
 - ``finish(state)``: one episode ended (optional; called per episode, in sub-env order);
-- ``observation_space`` / ``observe``: rules that add to the observation (Sauté).
+- ``observed_field`` / ``obs_key``: a rule that adds a state field to the observation (Sauté's ``z``), or its own
+  ``observation_space`` / ``observe``.
 
 ``step`` is written once and serves both adapters: :class:`ConstraintWrapper` runs it on Python floats (one
 env, no numpy overhead on the hot path of the fast path), :class:`VectorConstraintWrapper` on arrays of the
@@ -22,11 +23,12 @@ The vector adapter owns, once for every rule, what NEXT_STEP autoreset needs: wh
 autoreset step (no cost counted, the zero reward passes through, the rule's start info is reported),
 ``reset(options={"reset_mask": ...})``, per-sub-env generators seeded ``seed + i``, and the forced reset of a
 sub-env the rule ended early (``terminate_on_violation``). Adding a constraint is one subclass of
-:class:`Constraint` and one line in :data:`llm_cmdp_env.wrappers.factory.CONSTRAINTS` (docs/architecture.md).
+:class:`Constraint` and one line in :data:`llm_cmdp_env.wrappers.factory.REGISTRY` (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
@@ -39,7 +41,7 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
 from llm_cmdp_env.arrays import maximum, not_, where
-from llm_cmdp_env.wrappers.vector_info import (
+from llm_cmdp_env.vector_info import (
     check_next_step_autoreset,
     copy_options,
     force_vector_reset,
@@ -50,20 +52,8 @@ from llm_cmdp_env.wrappers.vector_info import (
     vector_task_rewards,
 )
 
-__all__ = [
-    "Constraint",
-    "ConstraintWrapper",
-    "State",
-    "check_budget_reachable",
-    "VectorConstraintWrapper",
-    "make_rng",
-    "maximum",
-    "merge_info",
-    "not_",
-    "state_row",
-    "step_cost",
-    "where",
-]
+__all__ = ["Constraint", "ConstraintWrapper", "State", "VectorConstraintWrapper", "check_budget_reachable",
+           "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost", "where"]
 
 #: Salt mixed into the seed of a wrapper's own random generator, so that its draws are not
 #: correlated with those of the wrapped env seeded with the same number.
@@ -120,30 +110,37 @@ class InfoView:
 
 
 class Constraint:
-    """Base of the constraint rules (see the module docstring). Subclasses are frozen dataclasses of params.
+    """Base of the constraint rules (see the module docstring). Subclasses are dataclasses of their params.
 
     Class attributes a rule sets: :attr:`state_fields` (per-episode state and its initial values),
     :attr:`terminated_key` (the info key reported when the rule ends an episode itself), :attr:`shapes_reward`
     (the rule changes the reward, so the raw one is kept in ``info["task_reward"]``), :attr:`uses_rng` (the
-    rule draws random numbers in :meth:`start`).
+    rule draws random numbers in :meth:`start`), :attr:`observed_field` (the state field the rule appends to the
+    observation, under :attr:`obs_key` of a ``Dict`` observation or as the last coordinate of a 1-D ``Box``).
     """
 
     state_fields: ClassVar[dict[str, float | bool | int]] = {}
     terminated_key: ClassVar[str | None] = None
     shapes_reward: ClassVar[bool] = True
     uses_rng: ClassVar[bool] = False
+    observed_field: ClassVar[str | None] = None
+    obs_key: str | None = None  # a dataclass field of a rule that observes (so a caller can rename the key)
 
     def bind(self, env: gym.Env | VectorEnv) -> Constraint:
         """The rule with parameters that depend on the env filled in (e.g. Sauté's horizon); default: itself."""
         return self
 
     def observation_space(self, space: spaces.Space) -> spaces.Space:
-        """The (single-env) observation space seen outside the wrapper; default: unchanged."""
-        return space
+        """The (single-env) observation space seen outside the wrapper: with :attr:`observed_field` appended."""
+        return space if self.observed_field is None else augmented_space(space, self.obs_key, type(self).__name__)
 
     def observe(self, obs: Any, state: State) -> Any:
         """The observation seen outside (single obs with scalar state, or a batch with array state)."""
-        return obs
+        return obs if self.observed_field is None else augment(obs, getattr(state, self.observed_field), self.obs_key)
+
+    def adds_observation(self) -> bool:
+        """Whether the rule changes the observation."""
+        return self.observed_field is not None or type(self).observe is not Constraint.observe
 
     def start(self, state: State, rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
         """New episodes start in the rows of ``state`` (arrays, initial values set); returns reset-info entries."""
@@ -174,6 +171,35 @@ class Constraint:
     def fresh(self, n: int) -> State:
         """State arrays for ``n`` new episodes, at their initial values."""
         return State(**{k: np.full(n, v) for k, v in self.state_fields.items()})
+
+
+def augmented_space(space: spaces.Space, key: str | None, rule: str = "the rule") -> spaces.Space:
+    """``space`` with one float appended: a ``Dict`` space gains ``key``, a ``Box(-inf, inf, (1,), float32)``; a 1-D
+    ``Box`` gains a last coordinate with bounds ``(-inf, inf)``, its dtype promoted to hold it (at least float32, so
+    int64 token ids become float64 and stay exact). Other spaces are refused."""
+    if isinstance(space, spaces.Dict):
+        if key in space.spaces:
+            raise ValueError(f"the observation space already has a key {key!r}; pass another obs_key")
+        return spaces.Dict({**space.spaces, key: spaces.Box(-np.inf, np.inf, (1,), np.float32)})
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        dtype = np.promote_types(space.dtype, np.float32)
+        low = np.concatenate([space.low.astype(dtype), np.array([-np.inf], dtype=dtype)])
+        high = np.concatenate([space.high.astype(dtype), np.array([np.inf], dtype=dtype)])
+        return spaces.Box(low, high, dtype=dtype)
+    raise TypeError(f"{rule} augments Dict observation spaces and 1-D Box spaces only, got {space}; wrap the env in "
+                    "gymnasium.wrappers.FlattenObservation first")
+
+
+def augment(obs: Any, value: Any, key: str | None) -> Any:
+    """Append ``value`` (a float for a single obs, an array [n] for a batch) to the observation, as
+    :func:`augmented_space` describes."""
+    value = np.asarray(value, dtype=np.float64)
+    value = value.reshape(value.shape + (1,))
+    if isinstance(obs, dict):
+        return {**obs, key: value.astype(np.float32)}
+    obs = np.asarray(obs)
+    dtype = np.promote_types(obs.dtype, np.float32)
+    return np.concatenate([obs.astype(dtype), value.astype(dtype)], axis=-1)
 
 
 def _gather(state: State, rows: np.ndarray) -> State:
@@ -268,7 +294,7 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         self.rng: np.random.Generator | None = None
         self._name = type(self).__name__
         self._finishes = self.constraint.has_finish()
-        self._observes = type(self.constraint).observe is not Constraint.observe
+        self._observes = self.constraint.adds_observation()
         self._info = InfoView({})  # re-pointed at each step's info (no allocation on the hot path)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
@@ -291,6 +317,18 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         if seed is not None or self.rng is None:
             self.rng = make_rng(seed)
         return [self.rng] * n
+
+    def upcoming_starts(self, n: int) -> State:
+        """The state (arrays over ``n`` rows) the next ``n`` resets without a seed will start their episodes in,
+        drawn from a copy of the wrapper's generator (left untouched): what a policy conditioning on the rule's
+        observation sees first. A rule that draws needs a reset first (it creates the generator)."""
+        rule = self.constraint
+        if rule.uses_rng and self.rng is None:
+            raise RuntimeError(f"{self._name}: reset the env first: the next episodes' draws need the wrapper's "
+                               "generator")
+        state = rule.fresh(n)
+        rule.start(state, [copy.deepcopy(self.rng)] * n if rule.uses_rng else [])
+        return state
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         """Step the env and apply the rule to its reward and cost."""
@@ -446,3 +484,26 @@ class VectorConstraintWrapper(_Adapter, VectorWrapper):
             else:
                 for k, v in self.constraint.finish(state_row(self.state, int(i))).items():
                     self._add_info(infos, {k: v}, int(i))
+
+
+_NAMED: dict[type[Constraint], tuple[type[ConstraintWrapper], type[VectorConstraintWrapper]]] = {}
+
+
+def named_wrappers(rule: type[Constraint], name: str) -> tuple[type[ConstraintWrapper], type[VectorConstraintWrapper]]:
+    """The single- and vector-env wrapper classes of a built-in rule, ``name`` and ``"Vector" + name`` (e.g.
+    ``BudgetRewardWrapper(env, budget=2.0)``; its arguments after ``env`` build the rule). :func:`apply_constraint`
+    wraps a rule in them, so ``isinstance`` checks on a stack work."""
+    if rule not in _NAMED:
+        doc = f"{{}}-env wrapper of :class:`{rule.__name__}` (its parameters after ``env``)."
+        _NAMED[rule] = tuple(  # type: ignore[assignment]
+            type(n, (base,), {"rule": rule, "__doc__": doc.format(kind), "__module__": rule.__module__,
+                              "__qualname__": n})
+            for n, base, kind in ((name, ConstraintWrapper, "Single"), (f"Vector{name}", VectorConstraintWrapper,
+                                                                           "Vector")))
+    return _NAMED[rule]
+
+
+def wrapper_class(adapter: type, rule: Constraint) -> type:
+    """The named wrapper class of a built-in rule (:func:`named_wrappers`), else the generic ``adapter``."""
+    named = _NAMED.get(type(rule))
+    return adapter if named is None else named[adapter is VectorConstraintWrapper]

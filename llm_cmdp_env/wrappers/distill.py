@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_cmdp_env.wrappers.constraint import Constraint, ConstraintWrapper, State, VectorConstraintWrapper
+from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers
 
 __all__ = ["DistillReward", "DistillRewardWrapper", "VectorDistillRewardWrapper"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DistillReward(Constraint):
     r"""Pure distillation: :math:`\tilde r_t = -c_t`.
 
@@ -23,13 +23,5 @@ class DistillReward(Constraint):
         return -cost, {}
 
 
-class DistillRewardWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`DistillReward`."""
 
-    rule = DistillReward
-
-
-class VectorDistillRewardWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`DistillReward` (0 on the autoreset step)."""
-
-    rule = DistillReward
+DistillRewardWrapper, VectorDistillRewardWrapper = named_wrappers(DistillReward, "DistillRewardWrapper")

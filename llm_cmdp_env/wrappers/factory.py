@@ -19,6 +19,7 @@ from llm_cmdp_env.wrappers.constraint import (
     ConstraintWrapper,
     VectorConstraintWrapper,
     check_budget_reachable,
+    wrapper_class,
 )
 from llm_cmdp_env.wrappers.distill import DistillReward
 from llm_cmdp_env.wrappers.lagrangian import FixedLagrangian, LearnedLagrangian
@@ -159,7 +160,7 @@ def apply_constraint(
         For an unknown name (the message lists the accepted ones) or a missing ``budget``/``lam``.
     """
     name, rule = _rule(constraint, budget, kwargs, env)
-    wrapped = env if rule is None else _named(ConstraintWrapper, rule)(env, rule)
+    wrapped = env if rule is None else wrapper_class(ConstraintWrapper, rule)(env, rule)
     if statistics:
         wrapped = CostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))
     return wrapped
@@ -176,13 +177,8 @@ def apply_vector_constraint(
     """Vector twin of :func:`apply_constraint`: the same rule in a :class:`VectorConstraintWrapper`, then
     :class:`VectorCostEpisodeStatistics`. Same parameters; ``venv`` must use NEXT_STEP autoreset."""
     name, rule = _rule(constraint, budget, kwargs, venv)
-    wrapped = venv if rule is None else _named(VectorConstraintWrapper, rule)(venv, rule)
+    wrapped = venv if rule is None else wrapper_class(VectorConstraintWrapper, rule)(venv, rule)
     if statistics:
         wrapped = VectorCostEpisodeStatistics(wrapped, budget=_stats_budget(name, budget))
     return wrapped
 
-
-def _named(adapter: type, rule: Constraint) -> type:
-    """The named wrapper class of a built-in rule (``SauteWrapper`` for a ``Saute`` rule, so ``isinstance`` checks
-    and its extra methods work), else the generic adapter."""
-    return next((cls for cls in adapter.__subclasses__() if cls.rule is type(rule)), adapter)

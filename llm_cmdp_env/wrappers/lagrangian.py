@@ -10,28 +10,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
-from llm_cmdp_env.wrappers.constraint import (
-    Constraint,
-    ConstraintWrapper,
-    State,
-    VectorConstraintWrapper,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers
 
-__all__ = [
-    "FixedLagrangian",
-    "FixedLagrangianWrapper",
-    "LagrangeMultiplier",
-    "LearnedLagrangian",
-    "LearnedLagrangianWrapper",
-    "VectorFixedLagrangianWrapper",
-    "VectorLearnedLagrangianWrapper",
-]
+__all__ = ["FixedLagrangian", "LagrangeMultiplier", "LearnedLagrangian"]
 
 
 # ------------------------------------------------------------------------------------------------ fixed
 
 
-@dataclass(frozen=True)
+@dataclass
 class FixedLagrangian(Constraint):
     r"""The soft Lagrangian relaxation baseline: :math:`\tilde r_t = r_t - \lambda c_t` with a fixed
     :math:`\lambda \ge 0`.
@@ -48,27 +35,19 @@ class FixedLagrangian(Constraint):
     lam: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lam", check_real(self.lam, "lam", nonnegative=True))
+        self.lam = check_real(self.lam, "lam", nonnegative=True)
 
     def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
         return reward - self.lam * cost, {"lagrange_multiplier": self.lam}
 
 
-class FixedLagrangianWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`FixedLagrangian` (its parameters after ``env``)."""
-
-    rule = FixedLagrangian
-
-
-class VectorFixedLagrangianWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`FixedLagrangian` (its parameters after ``env``)."""
-
-    rule = FixedLagrangian
+FixedLagrangianWrapper, VectorFixedLagrangianWrapper = named_wrappers(FixedLagrangian, "FixedLagrangianWrapper")
 
 
 # ----------------------------------------------------------------------------------------- multiplier
 
 
+@dataclass(eq=False)  # a mutable object shared by identity
 class LagrangeMultiplier:
     r"""A Lagrange multiplier :math:`\lambda \in [0, \lambda_{\max}]` learned from episode costs.
 
@@ -112,38 +91,37 @@ class LagrangeMultiplier:
         Episodes per automatic update in :meth:`observe` (default 1).
     """
 
-    def __init__(
-        self,
-        budget: float,
-        lr: float | None = None,
-        pid: tuple[float, float, float] | None = None,
-        lam_init: float = 0.0,
-        lam_max: float = 100.0,
-        update_every: int = 1,
-    ) -> None:
-        self.budget = check_real(budget, "budget")
-        if pid is not None and lr is not None:
+    budget: float
+    lr: float | None = None
+    pid: tuple[float, float, float] | None = None
+    lam_init: float = 0.0
+    lam_max: float = 100.0
+    update_every: int = 1
+    value: float = field(init=False)  # what evolves (state_dict)
+    integral: float = field(init=False)
+    prev_cost: float | None = field(init=False, default=None)
+    pending: list[float] = field(init=False, default_factory=list)
+    num_updates: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.budget = check_real(self.budget, "budget")
+        if self.pid is not None and self.lr is not None:
             raise ValueError("give either lr= (dual ascent) or pid=(kp, ki, kd), not both")
-        if pid is None:
-            self.lr: float | None = check_real(0.05 if lr is None else lr, "lr", positive=True)
-            self.pid: tuple[float, float, float] | None = None
+        if self.pid is None:
+            self.lr = check_real(0.05 if self.lr is None else self.lr, "lr", positive=True)
         else:
-            gains = tuple(pid)
+            gains = tuple(self.pid)
             if len(gains) != 3:
-                raise ValueError(f"pid must be a tuple (kp, ki, kd), got {pid!r}")
+                raise ValueError(f"pid must be a tuple (kp, ki, kd), got {self.pid!r}")
             self.pid = tuple(check_real(g, f"pid[{i}]", nonnegative=True) for i, g in enumerate(gains))
-            self.lr = None
-        self.lam_max = check_real(lam_max, "lam_max", positive=True, allow_inf=True)
-        self.lam_init = check_real(lam_init, "lam_init", nonnegative=True)
+        self.lam_max = check_real(self.lam_max, "lam_max", positive=True, allow_inf=True)
+        self.lam_init = check_real(self.lam_init, "lam_init", nonnegative=True)
         if self.lam_init > self.lam_max:
             raise ValueError(f"lam_init ({self.lam_init}) must be <= lam_max ({self.lam_max})")
-        self.update_every = check_positive_int(update_every, "update_every")
+        self.update_every = check_positive_int(self.update_every, "update_every")
         self.value = self.lam_init
         ki = self.pid[1] if self.pid is not None else 0.0
         self.integral = self.lam_init / ki if ki > 0 else 0.0
-        self.prev_cost: float | None = None
-        self.pending: list[float] = []
-        self.num_updates = 0
 
     def __float__(self) -> float:
         return float(self.value)
@@ -203,11 +181,12 @@ class LagrangeMultiplier:
             "prev_cost": self.prev_cost,
             "pending": list(self.pending),
             "num_updates": self.num_updates,
-            "settings": {
-                "budget": self.budget, "lr": self.lr, "pid": list(self.pid) if self.pid else None,
-                "lam_init": self.lam_init, "lam_max": self.lam_max, "update_every": self.update_every,
-            },
+            "settings": {**self.settings(), "pid": list(self.pid) if self.pid else None},
         }
+
+    def settings(self) -> dict[str, Any]:
+        """The parameters it was built with (``LagrangeMultiplier(**m.settings())`` builds a fresh copy)."""
+        return {f: getattr(self, f) for f in _SETTINGS}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (the settings of this instance are kept)."""
@@ -221,28 +200,11 @@ class LagrangeMultiplier:
         self.num_updates = int(state["num_updates"])
 
 
-def _make_multiplier(
-    multiplier: LagrangeMultiplier | None,
-    budget: float | None,
-    lr: float | None,
-    pid: tuple[float, float, float] | None,
-    lam_init: float,
-    lam_max: float,
-    update_every: int,
-) -> LagrangeMultiplier:
-    if multiplier is not None:
-        if not isinstance(multiplier, LagrangeMultiplier):
-            raise TypeError(f"multiplier must be a LagrangeMultiplier, got {type(multiplier).__name__}")
-        if budget is not None and check_real(budget, "budget") != multiplier.budget:
-            raise ValueError(f"budget={budget} differs from the shared multiplier's budget {multiplier.budget}")
-        return multiplier
-    if budget is None:
-        raise ValueError("budget is required (or pass a shared multiplier=LagrangeMultiplier(...))")
-    return LagrangeMultiplier(budget, lr=lr, pid=pid, lam_init=lam_init, lam_max=lam_max,
-                              update_every=update_every)
+#: The multiplier's parameters (the fields of :class:`LagrangeMultiplier` a caller sets).
+_SETTINGS = ("budget", "lr", "pid", "lam_init", "lam_max", "update_every")
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)
 class LearnedLagrangian(Constraint):
     r"""Lagrangian shaping with a learned multiplier: :math:`\tilde r_t = r_t - \lambda_e c_t`.
 
@@ -263,32 +225,39 @@ class LearnedLagrangian(Constraint):
     ----------
     budget : float
         The episode cost budget :math:`d` (may be omitted when ``multiplier`` is given).
-    lr, pid, lam_init, lam_max, update_every
-        As in :class:`LagrangeMultiplier` (defaults: dual ascent, ``lr=0.05``, ``lam_init=0``,
-        ``lam_max=100``, ``update_every=1``).
+    **settings
+        ``lr``, ``pid``, ``lam_init``, ``lam_max``, ``update_every``: as in :class:`LagrangeMultiplier` (defaults:
+        dual ascent, ``lr=0.05``, ``lam_init=0``, ``lam_max=100``, ``update_every=1``); ignored when a
+        ``multiplier`` is given.
     auto_update : bool
         Feed every finished episode's cost to the multiplier (default True).
     multiplier : LagrangeMultiplier, optional
         A multiplier to use (and share) instead of building one.
     """
 
-    budget: float | None = None
-    lr: float | None = None
-    pid: tuple[float, float, float] | None = None
-    lam_init: float = 0.0
-    lam_max: float = 100.0
-    update_every: int = 1
-    auto_update: bool = True
-    multiplier: LagrangeMultiplier | None = field(default=None, compare=False)
+    budget: float | None
+    auto_update: bool
+    multiplier: LagrangeMultiplier = field(compare=False)
 
     state_fields: ClassVar[dict[str, float | bool | int]] = {"episode_lam": 0.0, "episode_cost": 0.0}
 
-    def __post_init__(self) -> None:
-        m = _make_multiplier(self.multiplier, self.budget, self.lr, self.pid, self.lam_init, self.lam_max,
-                             self.update_every)
-        object.__setattr__(self, "multiplier", m)
-        object.__setattr__(self, "budget", m.budget)
-        object.__setattr__(self, "auto_update", check_bool(self.auto_update, "auto_update"))
+    def __init__(self, budget: float | None = None, *, auto_update: bool = True,
+                 multiplier: LagrangeMultiplier | None = None, **settings: Any) -> None:
+        if multiplier is None:
+            if budget is None:
+                raise ValueError("budget is required (or pass a shared multiplier=LagrangeMultiplier(...))")
+            multiplier = LagrangeMultiplier(budget, **settings)
+        elif not isinstance(multiplier, LagrangeMultiplier):
+            raise TypeError(f"multiplier must be a LagrangeMultiplier, got {type(multiplier).__name__}")
+        elif budget is not None and check_real(budget, "budget") != multiplier.budget:
+            raise ValueError(f"budget={budget} differs from the shared multiplier's budget {multiplier.budget}")
+        self.multiplier, self.budget = multiplier, multiplier.budget
+        self.auto_update = check_bool(auto_update, "auto_update")
+
+    def __getattr__(self, name: str) -> Any:  # lr, pid, lam_init, lam_max, update_every: the multiplier's
+        if name in _SETTINGS and "multiplier" in self.__dict__:
+            return getattr(self.multiplier, name)
+        raise AttributeError(name)
 
     @property
     def lam(self) -> float:
@@ -330,14 +299,6 @@ class LearnedLagrangian(Constraint):
         return {}
 
 
-class LearnedLagrangianWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`LearnedLagrangian` (its parameters after ``env``)."""
 
-    rule = LearnedLagrangian
-
-
-class VectorLearnedLagrangianWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`LearnedLagrangian`: ONE multiplier for all sub-envs (its parameters after
-    ``env``)."""
-
-    rule = LearnedLagrangian
+LearnedLagrangianWrapper, VectorLearnedLagrangianWrapper = named_wrappers(LearnedLagrangian,
+                                                                          "LearnedLagrangianWrapper")

@@ -60,7 +60,7 @@ class CostInfoWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PassThrough(Constraint):
     """Leaves the stream as it is (the 6-tuple view only reads the costs the adapter collects)."""
 

@@ -2,31 +2,23 @@ r"""Sauté RL (Sootla et al., 2022): the remaining budget as part of the state, 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium import spaces
 
 from llm_cmdp_env.validation import check_positive_int, check_real
-from llm_cmdp_env.wrappers.constraint import (
-    Constraint,
-    ConstraintWrapper,
-    State,
-    VectorConstraintWrapper,
-    not_,
-    where,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers, not_, where
 
-__all__ = [
-    "Saute",
-    "SauteWrapper",
-    "VectorSauteWrapper",
-    "saute_normalised_budget",
-    "saute_observation_space",
-]
+__all__ = ["Saute", "saute_normalised_budget"]
+
+
+def _check_discount(discount: float) -> float:
+    g = check_real(discount, "discount")
+    if not 0 < g <= 1:
+        raise ValueError(f"discount must be in (0, 1], got {g!r}")
+    return g
 
 
 def saute_normalised_budget(budget: float, discount: float, max_episode_steps: int | None) -> float:
@@ -50,9 +42,7 @@ def saute_normalised_budget(budget: float, discount: float, max_episode_steps: i
         The horizon :math:`T`; needed only when :math:`\gamma < 1`.
     """
     d = check_real(budget, "budget", positive=True)
-    g = check_real(discount, "discount")
-    if not 0 < g <= 1:
-        raise ValueError(f"discount must be in (0, 1], got {g!r}")
+    g = _check_discount(discount)
     if g == 1.0:
         return d
     if max_episode_steps is None:
@@ -61,42 +51,7 @@ def saute_normalised_budget(budget: float, discount: float, max_episode_steps: i
     return d * (1.0 - g**t) / ((1.0 - g) * t)
 
 
-def saute_observation_space(space: spaces.Space, obs_key: str = "saute_budget") -> spaces.Space:
-    """The observation space with the Sauté state appended.
-
-    A ``Dict`` space gains the key ``obs_key``, a ``Box(-inf, inf, (1,), float32)``; a 1-D ``Box`` gains
-    one last coordinate with bounds ``(-inf, inf)`` and its dtype promoted to hold it (at least float32,
-    so int64 token ids become float64 and stay exact). Other spaces are refused.
-    """
-    if isinstance(space, spaces.Dict):
-        if obs_key in space.spaces:
-            raise ValueError(f"the observation space already has a key {obs_key!r}; pass another obs_key")
-        return spaces.Dict({**space.spaces, obs_key: spaces.Box(-np.inf, np.inf, (1,), np.float32)})
-    if isinstance(space, spaces.Box) and len(space.shape) == 1:
-        dtype = np.promote_types(space.dtype, np.float32)
-        low = np.concatenate([space.low.astype(dtype), np.array([-np.inf], dtype=dtype)])
-        high = np.concatenate([space.high.astype(dtype), np.array([np.inf], dtype=dtype)])
-        return spaces.Box(low, high, dtype=dtype)
-    raise TypeError(
-        f"SauteWrapper augments Dict observation spaces and 1-D Box spaces only, got {space}; "
-        "wrap the env in gymnasium.wrappers.FlattenObservation first"
-    )
-
-
-def _augment(obs: Any, z: Any, obs_key: str) -> Any:
-    """Append z (a float for a single obs, an array [n] for a batch) to the observation, as
-    :func:`saute_observation_space` describes: a float32 ``obs_key`` entry of a dict, or the last coordinate
-    of a 1-D Box (dtype promoted to hold it)."""
-    z = np.asarray(z, dtype=np.float64)
-    z = z.reshape(z.shape + (1,))
-    if isinstance(obs, dict):
-        return {**obs, obs_key: z.astype(np.float32)}
-    obs = np.asarray(obs)
-    dtype = np.promote_types(obs.dtype, np.float32)
-    return np.concatenate([obs.astype(dtype), z.astype(dtype)], axis=-1)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Saute(Constraint):
     r"""Sauté RL: augment the state with the normalised remaining budget and cut the reward once spent.
 
@@ -153,25 +108,22 @@ class Saute(Constraint):
 
     state_fields: ClassVar[dict[str, float | bool | int]] = {"z": 1.0}
     uses_rng: ClassVar[bool] = True
+    observed_field: ClassVar[str] = "z"
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "budget", check_real(self.budget, "budget", positive=True))
-        g = check_real(self.discount, "discount")
-        if not 0 < g <= 1:
-            raise ValueError(f"discount must be in (0, 1], got {g!r}")
-        set_(self, "discount", g)
-        set_(self, "unsafe_reward", check_real(self.unsafe_reward, "unsafe_reward"))
-        set_(self, "min_rel_budget", check_real(self.min_rel_budget, "min_rel_budget", positive=True))
-        set_(self, "max_rel_budget", check_real(self.max_rel_budget, "max_rel_budget", positive=True))
+        self.budget = check_real(self.budget, "budget", positive=True)
+        self.discount = _check_discount(self.discount)
+        self.unsafe_reward = check_real(self.unsafe_reward, "unsafe_reward")
+        self.min_rel_budget = check_real(self.min_rel_budget, "min_rel_budget", positive=True)
+        self.max_rel_budget = check_real(self.max_rel_budget, "max_rel_budget", positive=True)
         if self.min_rel_budget > self.max_rel_budget:
             raise ValueError(
                 f"min_rel_budget ({self.min_rel_budget}) must be <= max_rel_budget ({self.max_rel_budget})"
             )
         if self.max_episode_steps is not None:
-            set_(self, "max_episode_steps", check_positive_int(self.max_episode_steps, "max_episode_steps"))
-        if g == 1.0 or self.max_episode_steps is not None:  # else bind() fills the horizon in from the env
-            set_(self, "normalised_budget", saute_normalised_budget(self.budget, g, self.max_episode_steps))
+            self.max_episode_steps = check_positive_int(self.max_episode_steps, "max_episode_steps")
+        if self.discount == 1.0 or self.max_episode_steps is not None:  # else bind() fills the horizon in
+            self.normalised_budget = saute_normalised_budget(self.budget, self.discount, self.max_episode_steps)
 
     def bind(self, env: Any) -> Saute:
         r"""Fill the horizon :math:`T` in from the env when :math:`\gamma < 1` and it was not given."""
@@ -184,20 +136,9 @@ class Saute(Constraint):
         arrays or tensors; the one place the update is written, used by the wrappers and the agent)."""
         return (z - cost / self.normalised_budget) / self.discount
 
-    def initial_z(self, rngs: list[np.random.Generator]) -> np.ndarray:
-        """:math:`z_0` for one new episode per generator (constant when ``min_rel_budget == max_rel_budget``)."""
-        if self.min_rel_budget == self.max_rel_budget:
-            return np.full(len(rngs), self.min_rel_budget)
-        return np.array([rng.uniform(self.min_rel_budget, self.max_rel_budget) for rng in rngs])
-
-    def observation_space(self, space: spaces.Space) -> spaces.Space:
-        return saute_observation_space(space, self.obs_key)
-
-    def observe(self, obs: Any, state: State) -> Any:
-        return _augment(obs, state.z, self.obs_key)
-
     def start(self, state: State, rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
-        state.z = self.initial_z(rngs)
+        lo, hi = self.min_rel_budget, self.max_rel_budget  # z_0: one draw per new episode unless constant
+        state.z = np.full(len(state.z), lo) if lo == hi else np.array([rng.uniform(lo, hi) for rng in rngs])
         return {"saute_z": state.z.copy()}
 
     def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
@@ -207,47 +148,19 @@ class Saute(Constraint):
 
 
 def _horizon_of(env: Any) -> int:
-    """T for the normalisation: the env spec's ``max_episode_steps``, else the env's ``max_new_tokens``
-    (for a vector env: its own, its ``setup``'s, or its first sub-env's)."""
+    """T for the normalisation: the env spec's ``max_episode_steps``, else the env's ``max_new_tokens`` (for a vector
+    env of single envs, its sub-envs')."""
     spec = getattr(env, "spec", None)
     if spec is not None and getattr(spec, "max_episode_steps", None):
         return int(spec.max_episode_steps)
     base = getattr(env, "unwrapped", env)
     horizon = getattr(base, "max_new_tokens", None)
-    if horizon is None:  # MathDistill's native vector env keeps it in its shared setup
-        horizon = getattr(getattr(base, "setup", None), "max_new_tokens", None)
-    if horizon is None:  # a vector env built from single envs: ask the first sub-env
-        subs = getattr(base, "envs", None)
-        if subs:
-            horizon = getattr(subs[0].unwrapped, "max_new_tokens", None)
+    if horizon is None and hasattr(base, "get_attr"):  # SyncVectorEnv / AsyncVectorEnv
+        horizon = base.get_attr("max_new_tokens")[0]
     if horizon is None:
-        raise ValueError(
-            "discount < 1 needs the horizon T: pass max_episode_steps= (the env has no "
-            "spec.max_episode_steps and no max_new_tokens attribute)"
-        )
+        raise ValueError("discount < 1 needs the horizon T: pass max_episode_steps= (the env has no "
+                         "spec.max_episode_steps and no max_new_tokens attribute)")
     return int(horizon)
 
 
-class SauteWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`Saute` (its parameters after ``env``)."""
-
-    rule = Saute
-
-    def initial_budgets(self, n: int) -> np.ndarray:
-        """The :math:`z_0` the next ``n`` resets without a seed will draw, in order (read from a copy of the
-        wrapper's generator, which is left untouched). Needs a seeded reset first when :math:`z_0` is random."""
-        rule = self.constraint
-        if rule.min_rel_budget == rule.max_rel_budget:
-            return np.full(n, rule.min_rel_budget)
-        if self.rng is None:
-            raise RuntimeError("reset the env with a seed first: sampled Sauté budgets need the wrapper's generator")
-        rng = copy.deepcopy(self.rng)
-        return rule.initial_z([rng] * n)
-
-
-class VectorSauteWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`Saute` (its parameters after ``env``; NEXT_STEP autoreset). On the
-    autoreset step the sub-env's :math:`z` is redrawn and appears in the reset observation and
-    ``infos["saute_z"]``."""
-
-    rule = Saute
+SauteWrapper, VectorSauteWrapper = named_wrappers(Saute, "SauteWrapper")

@@ -10,14 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llm_cmdp_env.validation import check_positive_int, check_real
-from llm_cmdp_env.wrappers.constraint import (
-    Constraint,
-    ConstraintWrapper,
-    State,
-    VectorConstraintWrapper,
-    maximum,
-    where,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, maximum, named_wrappers, where
 
 __all__ = ["CostEpisodeStatistics", "EpisodeStatistics", "VectorCostEpisodeStatistics"]
 
@@ -32,7 +25,7 @@ class _Queues:
         self.episode_count = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class EpisodeStatistics(Constraint):
     r"""Record episode return, cost and length in ``info["episode"]`` when an episode ends.
 
@@ -79,8 +72,8 @@ class EpisodeStatistics(Constraint):
 
     def __post_init__(self) -> None:
         if self.budget is not None:
-            object.__setattr__(self, "budget", check_real(self.budget, "budget"))
-        object.__setattr__(self, "queues", _Queues(check_positive_int(self.buffer_length, "buffer_length")))
+            self.budget = check_real(self.budget, "budget")
+        self.queues = _Queues(check_positive_int(self.buffer_length, "buffer_length"))
 
     def __getattr__(self, name: str) -> Any:  # return_queue, cost_queue, length_queue, episode_count
         queues = self.__dict__.get("queues")
@@ -132,13 +125,5 @@ class EpisodeStatistics(Constraint):
         return {self.stats_key: ep}
 
 
-class CostEpisodeStatistics(ConstraintWrapper):
-    """Single-env wrapper of :class:`EpisodeStatistics` (its parameters after ``env``)."""
 
-    rule = EpisodeStatistics
-
-
-class VectorCostEpisodeStatistics(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`EpisodeStatistics` (its parameters after ``env``; NEXT_STEP autoreset)."""
-
-    rule = EpisodeStatistics
+CostEpisodeStatistics, VectorCostEpisodeStatistics = named_wrappers(EpisodeStatistics, "CostEpisodeStatistics")

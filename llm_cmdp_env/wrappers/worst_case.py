@@ -6,19 +6,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
-from llm_cmdp_env.wrappers.constraint import (
-    Constraint,
-    ConstraintWrapper,
-    State,
-    VectorConstraintWrapper,
-    not_,
-    where,
-)
+from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers, not_, where
 
 __all__ = ["VectorWorstCaseWrapper", "WorstCase", "WorstCaseWrapper"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorstCase(Constraint):
     r"""Worst-case per-prefix constraint (the follow-up work, arXiv 2610.00332).
 
@@ -69,12 +62,11 @@ class WorstCase(Constraint):
     terminated_key: ClassVar[str] = "worst_case_terminated"
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "budget", check_real(self.budget, "budget"))
-        set_(self, "penalty", check_real(self.penalty, "penalty"))
-        set_(self, "unsafe_reward", check_real(self.unsafe_reward, "unsafe_reward"))
-        set_(self, "min_prefix", check_positive_int(self.min_prefix, "min_prefix"))
-        set_(self, "terminate_on_violation", check_bool(self.terminate_on_violation, "terminate_on_violation"))
+        self.budget = check_real(self.budget, "budget")
+        self.penalty = check_real(self.penalty, "penalty")
+        self.unsafe_reward = check_real(self.unsafe_reward, "unsafe_reward")
+        self.min_prefix = check_positive_int(self.min_prefix, "min_prefix")
+        self.terminate_on_violation = check_bool(self.terminate_on_violation, "terminate_on_violation")
 
     def step(self, state: State, reward: Any, cost: Any, info: Any) -> tuple:
         total = state.cost_sum = state.cost_sum + cost
@@ -88,13 +80,5 @@ class WorstCase(Constraint):
         return new_reward, extra, newly if self.terminate_on_violation else False
 
 
-class WorstCaseWrapper(ConstraintWrapper):
-    """Single-env wrapper of :class:`WorstCase` (its parameters after ``env``)."""
 
-    rule = WorstCase
-
-
-class VectorWorstCaseWrapper(VectorConstraintWrapper):
-    """Vector-env wrapper of :class:`WorstCase` (its parameters after ``env``; NEXT_STEP autoreset)."""
-
-    rule = WorstCase
+WorstCaseWrapper, VectorWorstCaseWrapper = named_wrappers(WorstCase, "WorstCaseWrapper")

@@ -1,8 +1,6 @@
-"""Gymnasium's vector-info convention (``infos[key]`` arrays with ``infos["_" + key]`` masks) and the NEXT_STEP
-autoreset rules, used by the vector wrappers.
-
-Nothing here is public API; :class:`~llm_cmdp_env.wrappers.constraint.VectorConstraintWrapper` documents the
-behaviour these helpers implement.
+"""Gymnasium's vector-info convention (``infos[key]`` arrays with ``infos["_" + key]`` masks), reset seeds and masks,
+and the NEXT_STEP autoreset rules: one copy for the native vector env (:mod:`llm_cmdp_env.envs.vector`) and the vector
+wrappers (:class:`~llm_cmdp_env.wrappers.constraint.VectorConstraintWrapper` documents the behaviour).
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ def check_next_step_autoreset(venv: VectorEnv, wrapper: str) -> None:
 
 
 def seed_list(seed: int | list[int | None] | None, num_envs: int) -> list[int | None]:
-    """Per-sub-env seeds with Gymnasium's convention: ``seed`` int gives ``seed + i``."""
+    """Per-sub-env seeds with Gymnasium's convention: ``seed`` int gives ``seed + i``; a list gives one per sub-env."""
     if seed is None:
         return [None] * num_envs
     if isinstance(seed, (int, np.integer)):
