@@ -8,6 +8,8 @@ implements its rules once, for the single env (``n = 1``), the native vector env
   log-probs and the acting policy's (attached log-probs are validated here, once for every caller);
 - :meth:`~DistillSetup.is_done`: when an episode terminates (EOS) or is truncated (``max_new_tokens``);
 - :meth:`~DistillSetup.judge`: the final reward and info of a finished completion;
+- :meth:`~DistillSetup.outcome`: a step's end flags, reward and info from its costs (``is_done`` + ``judge``),
+  the step rule the single env, the vector env and the side-by-side replay share;
 - :meth:`~DistillSetup.score`: per-token costs of whole completions from one batched teacher forward.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +41,7 @@ from llm_cmdp_env.tasks import Problem, load_task
 from llm_cmdp_env.validation import check_positive_int, check_real
 from llm_cmdp_env.verify import DEFAULT_TIMEOUT, check_answer, prewarm, validate_timeout
 
-__all__ = ["LOGPROB_MAX", "NORMALISATION_TOL", "DistillSetup", "ScoredCompletion"]
+__all__ = ["LOGPROB_MAX", "NORMALISATION_TOL", "DistillSetup", "ScoredCompletion", "StepOutcome"]
 
 _PROMPT_CACHE_SIZE = 4096  # prompts kept encoded per env (an arithmetic prompt is ~100 ids)
 
@@ -71,6 +73,16 @@ class ScoredCompletion:
 
     def __getitem__(self, key: str) -> np.ndarray:  # ``scored["cost"]`` reads like the dict it used to be
         return getattr(self, key)
+
+
+class StepOutcome(NamedTuple):
+    """A step of the env after its costs: Python scalars for one env, arrays ``[n]`` for a batch of rows."""
+
+    reward: Any  #: the judged reward (task + format reward) at an episode end, 0 elsewhere
+    terminated: Any
+    truncated: Any
+    info: dict[str, Any]  #: ``cost``, ``task_reward`` and ``teacher_logprob``
+    finals: dict[int, dict[str, Any]]  #: the judge's end-of-episode entries of the rows that ended, by row
 
 
 class DistillSetup:
@@ -291,6 +303,26 @@ class DistillSetup:
         on an EOS id, truncated at ``max_new_tokens`` otherwise. Python ints (one env) or int arrays (a batch)."""
         terminated = np.isin(token, self._eos_array) if isinstance(token, np.ndarray) else token in self.eos_ids
         return terminated, not_(terminated) & (length >= self.max_new_tokens)
+
+    def outcome(self, token: Any, length: Any, cost: Any, teacher_logprob: Any,
+                completion: Callable[[int], tuple[Problem, list[int]]]) -> StepOutcome:
+        """The step rule after the costs: ``token`` was appended as the ``length``-th generated token (Python
+        scalars for one env, arrays for rows of a batch); an episode that ends is judged on ``completion(row)``,
+        its problem and generated ids (row 0 for one env)."""
+        terminated, truncated = self.is_done(token, length)
+        batch = isinstance(token, np.ndarray)
+        reward: Any = np.zeros(len(token)) if batch else 0.0
+        task: Any = np.zeros(len(token)) if batch else 0.0
+        ended = np.flatnonzero(terminated | truncated).tolist() if batch else [0] * bool(terminated or truncated)
+        finals: dict[int, dict[str, Any]] = {}
+        for r in ended:
+            r_reward, finals[r] = self.judge(*completion(r))
+            if batch:
+                reward[r], task[r] = r_reward, finals[r]["task_reward"]
+            else:
+                reward, task = r_reward, finals[r]["task_reward"]
+        info = {"cost": cost, "task_reward": task, "teacher_logprob": teacher_logprob}
+        return StepOutcome(reward, terminated, truncated, info, finals)
 
     def start(self, option: Any, rng: np.random.Generator) -> tuple[Problem, list[int], dict[str, Any]]:
         """A new episode: its problem (``option``: a Problem, an index, or None to draw with ``rng``), prompt ids

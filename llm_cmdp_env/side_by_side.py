@@ -34,7 +34,7 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 from llm_cmdp_env.core import ScoredCompletion
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import Problem
-from llm_cmdp_env.wrappers.constraint import ConstraintWrapper, InfoView, State, merge_info, state_row
+from llm_cmdp_env.wrappers.constraint import ConstraintWrapper, InfoView, State, merge_info, state_row, step_rule
 
 __all__ = ["MIN_SIDE_BY_SIDE", "side_by_side_layers", "replay_wave", "wave_size"]
 
@@ -96,6 +96,7 @@ def replay_wave(env: gym.Env, layers: list[ConstraintWrapper], problems: Sequenc
         w.constraint.start(st, w.episode_rngs(n))
         states.append(st)
     rewards = np.zeros((n, horizon))
+    last_tokens = np.array([s.tokens[-1] for s in scored])
     cut = lengths.copy()  # where each episode stops: its last token, or earlier when a rule ends it
     ended = np.zeros(n, dtype=np.bool_)
     end_flags: list[tuple[bool, bool]] = [(False, False)] * n
@@ -105,34 +106,31 @@ def replay_wave(env: gym.Env, layers: list[ConstraintWrapper], problems: Sequenc
     with np.errstate(all="ignore"):  # rows past their end step on zeros; their values are never read
         for t in range(horizon):
             live = ~ended & (t < cut)
-            base_end = live & (lengths - 1 == t)
-            reward = np.zeros(n)
-            task = np.zeros(n)
-            info: dict[str, Any] = {"cost": costs[:, t], "task_reward": task, "teacher_logprob": teacher_lp[:, t]}
-            judged: dict[int, dict[str, Any]] = {}
+            ends = np.flatnonzero(live & (lengths - 1 == t))  # the episodes whose last token this is
+            reward, task = np.zeros(n), np.zeros(n)
             terminated, truncated = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
-            for r in np.flatnonzero(base_end):
-                tokens = scored[r].tokens.tolist()
-                term, trunc = setup.is_done(tokens[-1], len(tokens))
-                terminated[r], truncated[r] = term, trunc
-                reward[r], judged[r] = setup.judge(problems[r], tokens)
-                task[r] = judged[r]["task_reward"]
+            out = setup.outcome(last_tokens[ends], lengths[ends], costs[ends, t], teacher_lp[ends, t],
+                                lambda j, e=ends: (problems[e[j]], scored[e[j]].tokens.tolist()))
+            terminated[ends], truncated[ends], reward[ends] = out.terminated, out.truncated, out.reward
+            task[ends] = out.info["task_reward"]
+            judged = {int(ends[j]): final for j, final in out.finals.items()}
+            info: dict[str, Any] = {"cost": costs[:, t], "task_reward": task, "teacher_logprob": teacher_lp[:, t]}
             _add_row_entries(info, judged, n)
             entries: list[tuple[str, Any, bool]] = []  # (key, values, only where true: a rule's end flag)
             for w, st in zip(layers, states):
                 rule = w.constraint
-                res = rule.step(st, reward, info["cost"], InfoView(info, rows_all, n))
-                reward = np.broadcast_to(np.asarray(res[0], dtype=np.float64), (n,))
-                for k, v in res[1].items():
+                res = step_rule(rule, st, reward, info["cost"], InfoView(info, rows_all, n),
+                                terminated | truncated | ~live)
+                reward = np.broadcast_to(np.asarray(res.reward, dtype=np.float64), (n,))
+                for k, v in res.info.items():
                     info[k] = np.broadcast_to(np.asarray(v), (n,))  # read at this step only: no copy
                     entries.append((k, info[k], False))
-                if len(res) > 2:
-                    stop = np.asarray(res[2], dtype=np.bool_) & live & ~(terminated | truncated)
-                    if stop.any():
-                        terminated |= stop
-                        info[rule.terminated_key] = stop
-                        info[f"_{rule.terminated_key}"] = stop
-                        entries.append((rule.terminated_key, stop, True))
+                stop = np.asarray(res.stopped, dtype=np.bool_)
+                if stop.any():
+                    terminated |= stop
+                    info[rule.terminated_key] = stop
+                    info[f"_{rule.terminated_key}"] = stop
+                    entries.append((rule.terminated_key, stop, True))
             rewards[:, t] = reward
             for r in np.flatnonzero(live & (terminated | truncated)):
                 ended[r], cut[r] = True, t + 1

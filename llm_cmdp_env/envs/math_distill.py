@@ -187,14 +187,14 @@ class MathDistillEnv(gym.Env):
         self._ids[pos] = token
         self._mask[pos] = 1
 
-        terminated, truncated = self.setup.is_done(token, t + 1)
-        info: dict[str, Any] = {"cost": cost, "task_reward": 0.0, "teacher_logprob": t_tok}
-        reward = 0.0
-        if terminated or truncated:
-            reward = self._finish(info)
+        out = self.setup.outcome(token, t + 1, cost, t_tok, lambda _: (self.problem, self.generated))
+        info: dict[str, Any] = out.info
+        if out.finals:
+            info.update(out.finals[0])
+            self._end()
         if self.render_mode == "human":
             self.render()
-        return self._obs(), reward, terminated, truncated, info
+        return self._obs(), out.reward, out.terminated, out.truncated, info
 
     def _score_step(self, act: TokenAction) -> tuple[float, float]:
         student = self._student_scorer if self.setup.uses_student_model else None
@@ -204,16 +204,12 @@ class MathDistillEnv(gym.Env):
         )
         return float(cost[0]), float(t_tok[0])
 
-    def _finish(self, info: dict[str, Any]) -> float:
-        """End of episode: judge the answer, free the caches, fill the final info."""
-        assert self.problem is not None
+    def _end(self) -> None:
+        """End of episode (judged by the step rule): free the caches."""
         self._done = True
         self._teacher_scorer.release()
         if self._student_scorer is not None:
             self._student_scorer.release()
-        reward, final = self.setup.judge(self.problem, self.generated)
-        info.update(final)
-        return reward
 
     # ------------------------------------------------------------------ utilities
     def completion_text(self) -> str:
@@ -237,7 +233,4 @@ class MathDistillEnv(gym.Env):
 
     def close(self) -> None:
         """Free the KV caches."""
-        self._teacher_scorer.release()
-        if self._student_scorer is not None:
-            self._student_scorer.release()
-        self._done = True
+        self._end()

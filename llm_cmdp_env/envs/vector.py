@@ -161,6 +161,7 @@ class MathDistillVectorEnv(VectorEnv):
         truncated = np.zeros(n, dtype=bool)
         cost = np.zeros(n, dtype=np.float64)
         t_tok = np.zeros(n, dtype=np.float64)
+        finals: dict[int, dict[str, Any]] = {}
         if len(rows):
             cost[rows], t_tok[rows] = self._costs(rows, tokens, logprobs, logprob)
             pos = self._prompt_len[rows] + self._gen_len[rows]
@@ -169,7 +170,10 @@ class MathDistillVectorEnv(VectorEnv):
             self._gen_len[rows] += 1
             for i in rows.tolist():
                 self.generated[i].append(int(tokens[i]))
-            terminated[rows], truncated[rows] = su.is_done(tokens[rows], self._gen_len[rows])
+            out = su.outcome(tokens[rows], self._gen_len[rows], cost[rows], t_tok[rows],
+                             lambda j: (self.problems[rows[j]], self.generated[rows[j]]))
+            terminated[rows], truncated[rows], rewards[rows] = out.terminated, out.truncated, out.reward
+            finals = {int(rows[j]): final for j, final in out.finals.items()}
         done = terminated | truncated
         continuing = torch.as_tensor(active & ~done)
         tok_t = torch.as_tensor(tokens)
@@ -182,12 +186,8 @@ class MathDistillVectorEnv(VectorEnv):
             "task_reward": np.zeros(n, dtype=np.float64), "_task_reward": active.copy(),
             "teacher_logprob": t_tok, "_teacher_logprob": active.copy(),
         }
-        finished = [int(i) for i in np.nonzero(done)[0]]
-        self._release(finished)
-        for i in finished:
-            problem = self.problems[i]
-            assert problem is not None
-            rewards[i], final = su.judge(problem, self.generated[i])
+        self._release(list(finals))
+        for i, final in finals.items():
             infos = self._add_info(infos, final, i)
         obs_reset_rows = [int(i) for i in np.nonzero(resetting)[0]]
         if obs_reset_rows:

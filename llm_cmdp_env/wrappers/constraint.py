@@ -32,7 +32,7 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -52,8 +52,9 @@ from llm_cmdp_env.vector_info import (
     vector_task_rewards,
 )
 
-__all__ = ["Constraint", "ConstraintWrapper", "State", "VectorConstraintWrapper", "check_budget_reachable",
-           "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost", "where"]
+__all__ = ["Constraint", "ConstraintWrapper", "RuleStep", "State", "VectorConstraintWrapper", "check_budget_reachable",
+           "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost", "step_rule",
+           "where"]
 
 #: Salt mixed into the seed of a wrapper's own random generator, so that its draws are not
 #: correlated with those of the wrapped env seeded with the same number.
@@ -202,6 +203,24 @@ def augment(obs: Any, value: Any, key: str | None) -> Any:
     return np.concatenate([obs.astype(dtype), value.astype(dtype)], axis=-1)
 
 
+class RuleStep(NamedTuple):
+    """One step of a rule over its rows (Python scalars for one env, arrays over the rows for a batch)."""
+
+    reward: Any  #: the new rewards
+    info: dict[str, Any]  #: the rule's info entries
+    stopped: Any  #: where the rule ends an episode the env had not ended (report ``terminated_key`` there)
+
+
+def step_rule(rule: Constraint, state: State, reward: Any, cost: Any, info: InfoView, done: Any) -> RuleStep:
+    """Apply ``rule`` to one step of its rows: the one runner of the rule protocol, used by the single-env adapter
+    (a batch of one, on scalars), the vector adapter and the side-by-side replay. ``done``: the rows whose episode
+    has ended already (the env ended it at this step, or the row is not running), where the rule cannot end it."""
+    out = rule.step(state, reward, cost, info)
+    if len(out) == 2:
+        return RuleStep(out[0], out[1], False)
+    return RuleStep(out[0], out[1], out[2] & not_(done))
+
+
 def _gather(state: State, rows: np.ndarray) -> State:
     return State(**{k: v[rows] for k, v in vars(state).items()})
 
@@ -341,17 +360,17 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         if rule.shapes_reward:
             info.setdefault("task_reward", reward)
         self._info._info = info
-        out = rule.step(self.state, reward, cost, self._info)
-        if out[1]:
-            info.update(out[1])
-        if len(out) > 2 and out[2] and not (terminated or truncated):
+        res = step_rule(rule, self.state, reward, cost, self._info, terminated or truncated)
+        if res.info:
+            info.update(res.info)
+        if res.stopped:
             terminated = True
             info[rule.terminated_key] = True
         if self._finishes and (terminated or truncated):
             merge_info(info, rule.finish(self.state))
         if self._observes:
             obs = rule.observe(obs, self.state)
-        return obs, out[0], terminated, truncated, info
+        return obs, res.reward, terminated, truncated, info
 
 
 class VectorConstraintWrapper(_Adapter, VectorWrapper):
@@ -448,17 +467,17 @@ class VectorConstraintWrapper(_Adapter, VectorWrapper):
         assert self.state is not None
         if len(rows):
             part = self.state if len(rows) == n else _gather(self.state, rows)
-            out = rule.step(part, rewards[rows], costs[rows], InfoView(infos, rows, n))
+            res = step_rule(rule, part, rewards[rows], costs[rows], InfoView(infos, rows, n),
+                            terminations[rows] | truncations[rows])
             if part is not self.state:
                 _scatter(self.state, rows, part)
-            new_rewards[rows] = out[0]
-            for k, v in out[1].items():
+            new_rewards[rows] = res.reward
+            for k, v in res.info.items():
                 v = np.broadcast_to(np.asarray(v), (len(rows),))
                 full = np.zeros(n, dtype=v.dtype)
                 full[rows] = v
                 set_vector_info(infos, k, full, stepped)
-            forced[rows] = out[2] if len(out) > 2 else False
-            forced &= ~(terminations | truncations)
+            forced[rows] = res.stopped
             if forced.any():
                 terminations = terminations | forced
                 set_vector_info(infos, rule.terminated_key, forced, forced)
