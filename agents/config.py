@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
+from llm_cmdp_env.wrappers.factory import REGISTRY
 
 __all__ = ["ALGOS", "PARALLEL", "RL_ALGOS", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "TrainConfig"]
 
@@ -196,7 +197,7 @@ class PolicyConfig:
     device: str = "auto"
     lora: dict[str, Any] | None = None
     gradient_checkpointing: bool = False
-    budget_conditioning: bool | None = None  # None: on iff the constraint is "saute"
+    budget_conditioning: bool | None = None  # None: on iff the constraint's rule adds its state to the observation
     decode: str = "eager"  # the sampler's decode: eager, static, compiled or cudagraph (llm_cmdp_agents.static_decode)
 
 
@@ -229,7 +230,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         ckw = self.env.constraint_kwargs
-        if self.env.constraint == "learned-lagrangian" and "update_every" not in ckw:
+        spec = REGISTRY.get(self.env.constraint)  # an unknown name is refused when the env is built
+        if spec is not None and spec.learns and "update_every" not in ckw:
             # one multiplier update per training batch, after its last episode: every episode of a batch sees one λ
             # (a new dict: the caller's settings stay as given, e.g. those a comparison run is fingerprinted by)
             self.env.constraint_kwargs = {**ckw, "update_every": self.train.episodes_per_update}

@@ -9,11 +9,12 @@ from typing import Any, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from llm_cmdp_env.wrappers import ConstraintWrapper
+from llm_cmdp_env.wrappers import Constraint, ConstraintWrapper, EpisodeStatistics
 
-__all__ = ["env_state", "find_wrapper", "load_env_state", "wrapper_chain"]
+__all__ = ["env_state", "find_rule", "find_wrapper", "load_env_state", "stack_budget", "wrapper_chain"]
 
 W = TypeVar("W", bound=gym.Env)
+R = TypeVar("R", bound=Constraint)
 
 
 def wrapper_chain(env: gym.Env) -> list[gym.Env]:
@@ -30,6 +31,21 @@ def find_wrapper(env: gym.Env, cls: type[W]) -> W | None:
         if isinstance(layer, cls):
             return layer
     return None
+
+
+def find_rule(env: gym.Env, cls: type[R]) -> R | None:
+    """The rule of the outermost constraint wrapper of ``env`` whose rule is an instance of ``cls``, or None."""
+    for layer in wrapper_chain(env):
+        if isinstance(layer, ConstraintWrapper) and isinstance(layer.constraint, cls):
+            return layer.constraint
+    return None
+
+
+def stack_budget(env: gym.Env) -> float | None:
+    """The episode-cost budget the stack's episode statistics check ``constraint_satisfied`` against (None without
+    statistics, without a budget, or for a rule whose budget bounds something else, e.g. worst-case's)."""
+    stats = find_rule(env, EpisodeStatistics)
+    return None if stats is None else stats.budget
 
 
 def _generators(env: gym.Env) -> dict[str, np.random.Generator]:

@@ -40,7 +40,6 @@ def evaluate_policy(
     greedy: bool = True,
     temperature: float = 1.0,
     seed: int = 0,
-    budget: float | None = None,
     start_index: int = 0,
     world: World | None = None,
     per_problem: bool = False,
@@ -64,8 +63,6 @@ def evaluate_policy(
         Completions sampled (and scored) at once.
     greedy : bool
         Arg-max decoding (default); otherwise sample at ``temperature`` with a ``seed``-ed generator.
-    budget : float, optional
-        Used for constraint satisfaction only when the env stack reports no ``constraint_satisfied``.
     world : World, optional
         Spread the batches over data-parallel ranks (batch ``b`` on rank ``b mod size``) and merge the episodes
         in order: every rank returns the numbers one process evaluating alone would (each batch is the same batch
@@ -106,8 +103,8 @@ def evaluate_policy(
             if dummy:
                 continue
             flags = batch.satisfied()
-            if flags is None:
-                flags = [None] * len(problems) if budget is None else (batch.episode_costs <= budget)
+            if flags is None:  # the stack's statistics check no budget
+                flags = [None] * len(problems)
             records.append((b, {"correct": batch.task_rewards.tolist(), "cost": batch.episode_costs.tolist(),
                                 "length": [len(c) for c in batch.completions], "return": batch.returns.tolist(),
                                 "sat": [None if f is None else bool(f) for f in flags]}))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from llm_cmdp_env.atomic_io import atomic_path
+from llm_cmdp_env.wrappers.factory import REGISTRY
 
 __all__ = [
     "CURVES_FILE", "RunCurves", "RunFolderError", "add_plot_parser", "load_run", "plot_command", "plot_main",
@@ -300,9 +301,10 @@ def _draw(runs: Sequence[RunCurves], out: Path, smooth: int, title: str | None) 
             line("satisfaction", c, x, cols["constraint_satisfaction"], "satisfaction (training batch)")
         d = run.budget
         if d is not None:
-            if run.constraint == "worst-case":
-                # d bounds the running mean cost per token of every prefix, not the episode cost
-                notes.append(f"{run.name}: worst-case per-token bound d = {d:g} (not drawn on episode cost)")
+            spec = REGISTRY.get(run.constraint or "none")  # a rule registered by another process: an episode budget
+            if spec is not None and not spec.episode_budget:
+                # d bounds another quantity (worst-case: the running mean cost per token of every prefix)
+                notes.append(f"{run.name}: {run.constraint} bound d = {d:g} (not drawn on episode cost)")
             elif single and run.has("budget") and np.unique(cols["budget"][np.isfinite(cols["budget"])]).size > 1:
                 line("cost", "red", x, cols["budget"], "budget d", linestyle=":")
             else:

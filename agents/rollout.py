@@ -1,8 +1,9 @@
 """One rollout for training and evaluation: sample completions with the policy, replay them through the env's
 whole wrapper stack (:func:`llm_cmdp_env.fast_path.replay`), and return what both need.
 
-The trainer and :func:`~llm_cmdp_agents.evaluate.evaluate_policy` call :func:`rollout`; what a Sauté stack needs
-(the budget state the policy conditions on) is handled here, through :mod:`llm_cmdp_agents.saute`.
+The trainer and :func:`~llm_cmdp_agents.evaluate.evaluate_policy` call :func:`rollout`; what a stack whose rule adds
+its state to the observation needs (the budget state the policy conditions on, e.g. Sauté's) is handled here,
+through :mod:`llm_cmdp_agents.conditioning`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from llm_cmdp_agents.conditioning import budget_tracker, budgets_from_episodes
 from llm_cmdp_agents.data_parallel import gathered, lockstep
 from llm_cmdp_agents.distributed import World
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
-from llm_cmdp_agents.saute import budget_tracker, budgets_from_episodes
 from llm_cmdp_env.fast_path import Episode, prompt_ids, replay, solution_ids
 from llm_cmdp_env.tasks import Problem
 
@@ -44,7 +45,7 @@ class Rollout:
     groups : ndarray [N]
         Group id of each episode (same prompt = same group; GRPO normalises within a group).
     budgets : list of Tensor [T_i] or None
-        Sauté budget state before each token, for a budget-conditioned policy.
+        The budget state before each token (e.g. Sauté's z), for a budget-conditioned policy.
     offset, global_lengths
         This batch's place in a global batch spread over data-parallel ranks (see :mod:`llm_cmdp_agents.distributed`).
     """
@@ -129,7 +130,7 @@ def rollout(
     The completions come from :func:`~llm_cmdp_agents.sampling.sample` with the log-probs attached (so the env's
     student-dependent divergences read the policy that acted), the rewards and costs from the env itself
     (:func:`~llm_cmdp_env.fast_path.replay`): the numbers any other algorithm stepping the same env would see.
-    A budget-conditioned policy in a Sauté stack samples under the budget state the wrapper will compute.
+    A budget-conditioned policy samples under the budget state the stack's rule will compute (Sauté's z).
     ``rows``/``stop_together``: these problems are a rank's share of a global batch (see
     :func:`~llm_cmdp_agents.sampling.sample`).
     """
@@ -149,7 +150,7 @@ def rollout(
     # the env's core picks what its divergence needs from what the sampler attached
     episodes = replay(env, problems, samples.completions, student_logprobs=samples.full_logprobs,
                       student_token_logprobs=samples.token_logprobs, keep_infos=tracker is not None)
-    budgets = budgets_from_episodes(z0, episodes) if z0 is not None else None
+    budgets = budgets_from_episodes(z0, episodes, tracker.rule.obs_key) if tracker is not None else None
     return _from_episodes(prompts, episodes, samples.token_logprobs, groups, budgets)
 
 

@@ -34,13 +34,12 @@ from llm_cmdp_agents.evaluate import check_eval_size, evaluate_policy
 from llm_cmdp_agents.plots import write_run_plots
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.run_lock import RunLock
-from llm_cmdp_agents.saute import conditions_on_budget
 from llm_cmdp_agents.trainer import Trainer
 from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = [
-    "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "is_run_dir", "load_run_policy", "make_env",
-    "make_policy", "read_run_config", "recorded_threads", "train_run",
+    "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig", "conditions_on_budget", "is_run_dir", "load_run_policy",
+    "make_env", "make_policy", "read_run_config", "recorded_threads", "train_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -53,10 +52,11 @@ def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, 
     """The env of ``cfg`` on ``split`` (None: the dataset's default), optionally on another ``dataset``;
     ``constraint=False`` keeps only the episode statistics (with the budget). ``base``: wrap this
     ``MathDistillEnv`` (models already loaded) in a fresh stack instead of building one.
-    ``learn_multiplier=False``: a learned Lagrange multiplier is not fed by the stack (evaluations, which must
-    not train it, and data-parallel training, where the trainer feeds it every rank's episodes)."""
+    ``learn_multiplier=False``: a rule that learns from episodes (the learned Lagrange multiplier) is not fed by the
+    stack (evaluations, which must not train it, and data-parallel training, where the trainer feeds it every
+    rank's episodes)."""
     from llm_cmdp_env.envs.math_distill import MathDistillEnv
-    from llm_cmdp_env.wrappers import apply_constraint
+    from llm_cmdp_env.wrappers import apply_constraint, constraint_spec
 
     if base is None:
         base = MathDistillEnv(teacher=cfg.teacher, dataset=dataset or cfg.dataset, split=split,
@@ -70,12 +70,13 @@ def make_env(cfg: EnvConfig, split: str | None = None, constraint: bool = True, 
         if split is not None and have is not None and have != split:
             raise ValueError(f"base env holds the {have!r} split, {split!r} was asked for")
     # built directly (not via gym.make) so no PassiveEnvChecker/OrderEnforcing layers sit in the stack
+    spec = constraint_spec(cfg.constraint)
     if constraint:
         kwargs = dict(cfg.constraint_kwargs)
-        if cfg.constraint == "learned-lagrangian" and not learn_multiplier:
+        if spec.learns and not learn_multiplier:
             kwargs["auto_update"] = False
         return apply_constraint(base, cfg.constraint, budget=cfg.budget, **kwargs)
-    return apply_constraint(base, "none", budget=None if cfg.constraint == "worst-case" else cfg.budget)
+    return apply_constraint(base, "none", budget=spec.statistics_budget(cfg.budget))
 
 
 def make_eval_env(cfg: RunConfig, base: gym.Env | None = None) -> gym.Env:
@@ -86,9 +87,19 @@ def make_eval_env(cfg: RunConfig, base: gym.Env | None = None) -> gym.Env:
     return make_env(cfg.env, cfg.eval.split, dataset=cfg.eval.dataset, base=base, learn_multiplier=False)
 
 
+def conditions_on_budget(cfg: PolicyConfig, constraint: str) -> bool:
+    """Whether the policy reads the budget state: as set in ``cfg``, else when the constraint's rule adds its state
+    to the observation (as Sauté does)."""
+    from llm_cmdp_env.wrappers import constraint_spec
+
+    if cfg.budget_conditioning is not None:
+        return cfg.budget_conditioning
+    return constraint_spec(constraint).observation_key is not None
+
+
 def make_policy(cfg: PolicyConfig, algo: str, constraint: str) -> LLMPolicy:
-    """The policy of ``cfg`` (value head for PPO; budget conditioning for Sauté unless set explicitly)."""
-    cond = conditions_on_budget(constraint) if cfg.budget_conditioning is None else cfg.budget_conditioning
+    """The policy of ``cfg`` (value head for PPO; budget conditioning as :func:`conditions_on_budget` says)."""
+    cond = conditions_on_budget(cfg, constraint)
     return LLMPolicy(cfg.model, value_head=(algo == "ppo"), budget_conditioning=cond, device=cfg.device,
                      lora=cfg.lora, gradient_checkpointing=cfg.gradient_checkpointing, decode=cfg.decode)
 
@@ -262,7 +273,7 @@ def _train_run(run_dir: Path, config: RunConfig, resume: bool, progress: bool, w
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / CONFIG_FILE, stored)
     trainer = Trainer(env, policy, config.train, run_dir=run_dir, progress=progress, wandb=wandb, run_config=stored,
-                      budget=config.env.budget, adaptive_threads=adaptive_threads, world=world)
+                      adaptive_threads=adaptive_threads, world=world)
 
     per_rank = parameters_per_rank(policy)
     if config.train.parallel == "fsdp" and world.active:
@@ -273,7 +284,7 @@ def _train_run(run_dir: Path, config: RunConfig, resume: bool, progress: bool, w
     def evaluate(p: LLMPolicy) -> dict[str, Any]:
         ev = config.eval
         return evaluate_policy(p, make_eval_env(config, test_base), ev.n, batch_size=ev.batch_size, seed=ev.seed,
-                               budget=config.env.budget, world=world)
+                               world=world)
 
     def results(**kw: Any) -> dict[str, Any]:
         res = {"before": before, "after": None, "eval": dataclasses.asdict(config.eval),

@@ -123,7 +123,7 @@ def sample(
         Also return the full next-token log-probs (for ``reverse_kl``/``forward_kl`` costs).
     budget0, budget_step
         Sauté conditioning: the initial budget state ``[B]`` and the function that advances it after each
-        token (see :mod:`llm_cmdp_agents.saute`). Both or neither.
+        token (see :mod:`llm_cmdp_agents.conditioning`). Both or neither.
     rows : (offset, total), optional
         These prompts are rows ``offset .. offset + len(prompts) - 1`` of a global batch of ``total`` (a rank's
         share in data-parallel training); default: the whole batch.

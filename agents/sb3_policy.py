@@ -31,7 +31,8 @@ class HFCausalLMPolicy(ActorCriticPolicy):
     head on the same last hidden state.
 
     Observations are MathDistill's ``Dict(input_ids, attention_mask)`` (prompt then generated tokens, padded on
-    the right); a ``saute_budget`` key (Sauté wrapper) is read when ``budget_conditioning=True``.
+    the right); with ``budget_conditioning=True`` the one entry a constraint rule adds (Sauté's budget state, under
+    its ``obs_key``) is read.
 
     Parameters
     ----------
@@ -63,6 +64,11 @@ class HFCausalLMPolicy(ActorCriticPolicy):
             raise TypeError("HFCausalLMPolicy needs MathDistill's Dict observation with input_ids/attention_mask")
         self._lm_spec = str(model)
         self._lm_budget = bool(budget_conditioning)
+        added = [k for k in observation_space.spaces if k not in ("input_ids", "attention_mask")]
+        if self._lm_budget and len(added) != 1:
+            raise KeyError(f"budget_conditioning=True needs one observation entry added by a constraint rule (e.g. "
+                           f"Sauté's budget state), got {added}")
+        self._budget_key = added[0] if self._lm_budget else None
         self._lm_lora = lora
         kwargs.setdefault("features_extractor_class", CombinedExtractor)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
@@ -92,10 +98,8 @@ class HFCausalLMPolicy(ActorCriticPolicy):
         ids, mask = ids[:, :width], mask[:, :width]
         last = (mask.sum(-1) - 1).clamp(min=0)
         budget = None
-        if self._lm_budget:
-            if "saute_budget" not in obs:
-                raise KeyError("budget_conditioning=True needs the Sauté observation key 'saute_budget'")
-            budget = obs["saute_budget"].float().view(-1, 1).expand_as(ids)
+        if self._budget_key is not None:
+            budget = obs[self._budget_key].float().view(-1, 1).expand_as(ids)
         hf = self.llm.hf_model
         with self.llm.autocast():
             emb = self.llm.input_embeddings(ids, budget)

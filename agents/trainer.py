@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 
 from llm_cmdp_agents.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from llm_cmdp_agents.conditioning import budget_tracker
 from llm_cmdp_agents.config import ALGOS, TrainConfig
 from llm_cmdp_agents.data_parallel import training_forward
 from llm_cmdp_agents.distill_losses import DistillTerm
 from llm_cmdp_agents.distributed import World
-from llm_cmdp_agents.env_tools import wrapper_chain
+from llm_cmdp_agents.env_tools import stack_budget, wrapper_chain
 from llm_cmdp_agents.gkd import gkd_update
 from llm_cmdp_agents.grpo import grpo_update
 from llm_cmdp_agents.minillm import minillm_update
@@ -32,7 +33,6 @@ from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.ppo import ppo_update
 from llm_cmdp_agents.rollout import Rollout, reference_rollout, rollout
 from llm_cmdp_agents.run_log import RunLogger
-from llm_cmdp_agents.saute import budget_tracker
 from llm_cmdp_env.fast_path import sample_problems
 from llm_cmdp_env.interrupts import GracefulInterrupt
 from llm_cmdp_env.threads import AdaptiveThreads
@@ -52,8 +52,9 @@ class Trainer:
         wrappers applied by hand) — the fast path needs a ``MathDistillEnv`` underneath. It is reset with
         ``config.seed`` here, which seeds its problem stream.
     policy : LLMPolicy
-        The policy (student) to train. PPO needs ``value_head=True``. With a ``SauteWrapper`` in the stack a
-        budget-conditioned policy (``budget_conditioning=True``) sees z; a plain one ignores it.
+        The policy (student) to train. PPO needs ``value_head=True``. With a rule in the stack that adds its state to
+        the observation (Sauté's z) a budget-conditioned policy (``budget_conditioning=True``) sees it; a plain one
+        ignores it.
     config : TrainConfig
         Settings.
     run_dir : path, optional
@@ -67,8 +68,6 @@ class Trainer:
         Also log to Weights & Biases (needs ``wandb``; a dict holds ``wandb.init`` options such as ``project``).
     run_config : dict, optional
         The run's settings, recorded with W&B.
-    budget : float, optional
-        The constraint budget, logged in ``progress.csv`` next to the cost (default: the stack's own ``budget``).
     adaptive_threads : bool
         Before each update, set torch's CPU threads to the cores other processes left free during the previous
         one (:class:`llm_cmdp_env.threads.AdaptiveThreads`; ``llm-cmdp train --threads adaptive``; not reproducible).
@@ -90,7 +89,6 @@ class Trainer:
         tensorboard: bool = True,
         wandb: bool | dict[str, Any] = False,
         run_config: dict[str, Any] | None = None,
-        budget: float | None = None,
         adaptive_threads: bool = False,
         world: World | None = None,
     ) -> None:
@@ -110,14 +108,15 @@ class Trainer:
             raise ValueError(f"policy vocabulary ({policy.vocab_size}) differs from the env's ({self.base.vocab_size})")
         if cfg.algo == "ppo" and policy.value_head is None:
             raise ValueError("PPO needs a policy with a value head: LLMPolicy(..., value_head=True)")
-        budget_tracker(policy, env)  # a budget-conditioned policy needs a Sauté stack: fail now, not mid-run
+        budget_tracker(policy, env)  # a budget-conditioned policy needs a rule adding its state: fail now
         self.world = world or World()
         self._multipliers = _shared_multipliers(env, self.world, cfg.episodes_per_update)
         self.world.share(cfg.prompts_per_update)  # checks that the prompts split evenly over the ranks
         self.forward = training_forward(policy, self.world, cfg.parallel)  # before the optimiser (FSDP shards)
         self.distill = distill_term(cfg, self.base)
         self.on_policy = True
-        self.budget = budget if budget is not None else _stack_budget(env)
+        #: the episode-cost budget of the stack's statistics, logged in ``progress.csv`` next to the cost
+        self.budget = stack_budget(env)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -298,14 +297,3 @@ def progress_fields(row: dict[str, Any]) -> dict[str, str]:
     out["penalised_r"] = f"{row['reward']:.3f}"
     return out
 
-
-def _stack_budget(env: gym.Env) -> float | None:
-    """The budget of the outermost layer that has one (the constraint wrapper or the statistics)."""
-    layer: Any = env
-    while True:
-        budget = getattr(layer, "budget", None) if hasattr(layer, "constraint") else None
-        if isinstance(budget, (int, float)):
-            return float(budget)
-        if not isinstance(layer, gym.Wrapper):
-            return None
-        layer = layer.env

@@ -44,6 +44,9 @@ class Episode:
     final_info: dict[str, Any]
     infos: list[dict[str, Any]] = field(default_factory=list)
     teacher_logprobs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the teacher's log-prob of each token
+    #: with ``keep_infos``: per step, the entries the wrapper stack added to the base env's (Dict) observation, as
+    #: that step returned them (e.g. Sauté's budget state), what a budget-conditioned policy reads
+    observations: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 def _base(env: gym.Env) -> MathDistillEnv:
@@ -139,16 +142,27 @@ def _step_one(env: gym.Env, base: MathDistillEnv, problem: Problem, pre: ScoredC
     env.reset(options={"problem": problem})
     base.use_scores(pre)
     n = len(pre.tokens)
-    rewards, costs, infos = np.zeros(n), np.zeros(n), []
+    rewards, costs, infos, observations = np.zeros(n), np.zeros(n), [], []
+    added = _added_keys(env, base) if keep_infos else []
     term = trunc = False
     info: dict[str, Any] = {}
     for t, tok in enumerate(pre.tokens.tolist()):
-        _, r, term, trunc, info = env.step(tok)
+        obs, r, term, trunc, info = env.step(tok)
         rewards[t], costs[t] = r, info["cost"]
         if keep_infos:
             infos.append(info)
+            if added:
+                observations.append({k: obs[k] for k in added})
         if term or trunc:  # a wrapper may end the episode early (e.g. terminate_on_violation)
             rewards, costs, n = rewards[: t + 1], costs[: t + 1], t + 1
             break
     return Episode(problem, pre.tokens[:n].tolist(), rewards, costs, term, trunc, info, infos,
-                   pre.teacher_logprob[:n].copy())
+                   pre.teacher_logprob[:n].copy(), observations)
+
+
+def _added_keys(env: gym.Env, base: MathDistillEnv) -> list[str]:
+    """The keys the wrapper stack adds to the base env's Dict observation."""
+    outer = env.observation_space
+    if not isinstance(outer, gym.spaces.Dict):
+        return []
+    return [k for k in outer.spaces if k not in base.observation_space.spaces]

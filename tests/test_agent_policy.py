@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from llm_cmdp_agents.conditioning import BudgetTracker as SauteTracker
+from llm_cmdp_agents.conditioning import budgets_from_episodes
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
-from llm_cmdp_agents.saute import SauteTracker, budgets_from_episodes
 from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
 from tests.test_agent_helpers import tiny_env
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llm_cmdp_env.cli.run_options import config_overrides, merge
+from llm_cmdp_env.cli.run_options import OPTION_FLAGS, config_overrides, merge
 
 __all__ = ["add_data_parser", "bench", "compare", "data", "default_threads", "demo", "evaluate", "plot", "set_threads",
            "train", "zoo_eval", "zoo_train"]
@@ -129,12 +129,21 @@ def add_data_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
 # -------------------------------------------------------------------------------------- agent commands
 
 
-def _lagrangian_needs_lam(cfg: Any) -> None:
-    env = cfg.env
-    if env.constraint == "lagrangian" and "lam" not in env.constraint_kwargs:
-        raise SystemExit("--constraint lagrangian needs --lam (the fixed multiplier)")
-    if env.constraint != "lagrangian" and "lam" in env.constraint_kwargs:
-        raise SystemExit("--lam applies to --constraint lagrangian only")
+def _check_constraint_options(cfg: Any) -> None:
+    """The options the constraint's rule needs are given, and a flag of a rule's option (``--lam``) is given only
+    with a constraint whose rule takes it (read from the registry, :attr:`ConstraintSpec.needs`)."""
+    from llm_cmdp_env.wrappers import REGISTRY, constraint_spec
+
+    name, given = cfg.env.constraint, cfg.env.constraint_kwargs
+    needs = constraint_spec(name).needs
+    for key in needs:
+        if key not in given:
+            flag = OPTION_FLAGS.get(key, f"{key!r} in --constraint-kwargs")
+            raise SystemExit(f"--constraint {name} needs {flag}")
+    for key, flag in OPTION_FLAGS.items():
+        if key in given and key not in needs:
+            users = [n for n, spec in REGISTRY.items() if key in spec.needs]
+            raise SystemExit(f"{flag} applies to --constraint {' / '.join(users)} only")
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -153,7 +162,7 @@ def _run_config(args: argparse.Namespace) -> Any:
             raise SystemExit(f"--config {args.config}: unknown sections {unknown}; "
                              f"accepted: {list(RunConfig.SECTIONS)}")
     cfg = RunConfig.from_dict(merge(base, config_overrides(args, args.run_options)))
-    _lagrangian_needs_lam(cfg)
+    _check_constraint_options(cfg)
     return cfg
 
 
@@ -217,8 +226,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from llm_cmdp_agents.distributed import init_world
     from llm_cmdp_agents.evaluate import check_eval_size, evaluate_policy
     from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.runs import is_run_dir, load_run_policy, make_eval_env, read_run_config
-    from llm_cmdp_agents.saute import conditions_on_budget
+    from llm_cmdp_agents.runs import conditions_on_budget, is_run_dir, load_run_policy, make_eval_env, read_run_config
 
     world = init_world(args.device)  # torchrun: the batches are spread over the ranks, the result is the same
     given = config_overrides(args, args.run_options)
@@ -229,15 +237,15 @@ def evaluate(args: argparse.Namespace) -> int:
         policy = load_run_policy(args.target, device=args.device)
     else:
         cfg = RunConfig.from_dict(merge(RunConfig.defaults(), given))
-        _lagrangian_needs_lam(cfg)
+        _check_constraint_options(cfg)
         policy = LLMPolicy.from_pretrained(args.target, device=args.device, value_head=False,
-                                           budget_conditioning=conditions_on_budget(cfg.env.constraint))
+                                           budget_conditioning=conditions_on_budget(cfg.policy, cfg.env.constraint))
     ev = cfg.eval
     env = make_eval_env(cfg)
     check_eval_size(env, ev.n, flag="--n")
     res = evaluate_policy(policy, env, ev.n, batch_size=ev.batch_size,
                           greedy=args.temperature == 0, temperature=args.temperature or 1.0, seed=args.seed,
-                          budget=cfg.env.budget, world=world)
+                          world=world)
     res.update(budget=cfg.env.budget, constraint=cfg.env.constraint, split=ev.split,
                weights=getattr(policy, "weights_source", str(args.target)))
     if world.is_main:

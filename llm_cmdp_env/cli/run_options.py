@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Opt", "add_options", "config_overrides", "env_options", "eval_options", "merge", "policy_options",
-           "train_options"]
+__all__ = ["OPTION_FLAGS", "Opt", "add_options", "config_overrides", "env_options", "eval_options", "merge",
+           "policy_options", "train_options"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"unsafe_reward\": -1}'")
     return value
+
+
+#: Options of a constraint rule that have a flag of their own (the others go in ``--constraint-kwargs``).
+OPTION_FLAGS = {"lam": "--lam"}
 
 
 def _set_lam(section: dict[str, Any], value: float) -> None:

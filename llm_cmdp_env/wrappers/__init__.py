@@ -25,6 +25,7 @@ from llm_cmdp_env.wrappers.factory import (
     REGISTRY,
     apply_constraint,
     apply_vector_constraint,
+    constraint_spec,
     register_constraint,
 )
 from llm_cmdp_env.wrappers.lagrangian import (
@@ -65,6 +66,7 @@ __all__ = [
     "WorstCase",
     "apply_constraint",
     "apply_vector_constraint",
+    "constraint_spec",
     "register_constraint",
 ]
 

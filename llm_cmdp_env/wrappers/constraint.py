@@ -117,7 +117,10 @@ class Constraint:
     :attr:`terminated_key` (the info key reported when the rule ends an episode itself), :attr:`shapes_reward`
     (the rule changes the reward, so the raw one is kept in ``info["task_reward"]``), :attr:`uses_rng` (the
     rule draws random numbers in :meth:`start`), :attr:`observed_field` (the state field the rule appends to the
-    observation, under :attr:`obs_key` of a ``Dict`` observation or as the last coordinate of a 1-D ``Box``).
+    observation, under :attr:`obs_key` of a ``Dict`` observation or as the last coordinate of a 1-D ``Box``: a
+    budget-conditioned policy reads it), :attr:`learns_from_episodes` (the rule learns from finished episodes in
+    batches of its ``update_every`` option, which a trainer sets to its episodes per update; ``auto_update=False``
+    leaves the feeding to the caller, as evaluations and data-parallel training need).
     """
 
     state_fields: ClassVar[dict[str, float | bool | int]] = {}
@@ -125,6 +128,7 @@ class Constraint:
     shapes_reward: ClassVar[bool] = True
     uses_rng: ClassVar[bool] = False
     observed_field: ClassVar[str | None] = None
+    learns_from_episodes: ClassVar[bool] = False
     obs_key: str | None = None  # a dataclass field of a rule that observes (so a caller can rename the key)
 
     def bind(self, env: gym.Env | VectorEnv) -> Constraint:

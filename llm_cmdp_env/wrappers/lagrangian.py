@@ -240,6 +240,7 @@ class LearnedLagrangian(Constraint):
     multiplier: LagrangeMultiplier = field(compare=False)
 
     state_fields: ClassVar[dict[str, float | bool | int]] = {"episode_lam": 0.0, "episode_cost": 0.0}
+    learns_from_episodes: ClassVar[bool] = True
 
     def __init__(self, budget: float | None = None, *, auto_update: bool = True,
                  multiplier: LagrangeMultiplier | None = None, **settings: Any) -> None:
