@@ -63,7 +63,6 @@ from pathlib import Path
 from typing import Any
 
 from llm_cmdp_agents.compare_plan import (
-    BUDGET_FREE,
     check_binding,
     fingerprint,
     finished,
@@ -76,7 +75,7 @@ from llm_cmdp_agents.compare_plan import (
 )
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["BUDGET_FREE", "PHASES", "load_config", "plan_jobs", "run_compare", "run_job", "select_settings"]
+__all__ = ["PHASES", "load_config", "plan_jobs", "run_compare", "run_job", "select_settings"]
 
 PHASES = ("validation", "test", "report", "all")
 

@@ -15,16 +15,13 @@ import numpy as np
 
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["BUDGET_FREE", "at_edge", "axis_value", "budget_free", "check_binding", "fingerprint", "finished",
+__all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "fingerprint", "finished",
            "grid_points", "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug",
            "test_budgets"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
 _GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale", "options"}
-BUDGET_FREE = ("none", "distill", "lagrangian")
-"""Constraints whose training does not read the budget (a fixed λ penalises every token the same at any d): such
-a method trains once per seed and setting, and is scored at every d."""
 
 
 # ---------------------------------------------------------------------------------------------- the config
@@ -131,7 +128,9 @@ def budget_free(method: dict[str, Any]) -> bool:
     (``"outside"``) is handed the budget, so it trains at every d."""
     if "outside" in method:
         return "budget" in method
-    return method["constraint"] in BUDGET_FREE or "budget" in method
+    from llm_cmdp_env.wrappers.factory import constraint_spec
+
+    return not constraint_spec(method["constraint"]).reads_budget or "budget" in method
 
 
 def method_id(cfg: dict[str, Any], method: dict[str, Any]) -> str:

@@ -202,3 +202,23 @@ def test_an_interrupted_run_records_nothing_and_a_short_record_is_refused(tiny_d
     path.write_text(json.dumps({**res, "updates": 1}))
     with pytest.raises(ValueError, match="1 of the 2 planned updates"):
         finished(job)
+
+
+def test_which_methods_train_once_is_read_off_the_registry(monkeypatch):
+    """A method trains once per seed (and is scored at every d) when its rule does not read the budget: what the
+    registry says, not a list of names in the agent (a rule registered here follows it)."""
+    from llm_cmdp_agents.compare_plan import budget_free
+    from llm_cmdp_env.wrappers import factory
+    from llm_cmdp_env.wrappers.lagrangian import FixedLagrangian
+
+    for name, spec in factory.REGISTRY.items():
+        assert budget_free({"name": name, "constraint": name}) is (not spec.reads_budget)
+    monkeypatch.setitem(factory.REGISTRY, "my-penalty", factory.REGISTRY["lagrangian"])
+    assert budget_free({"name": "m", "constraint": "my-penalty"})
+    factory.register_constraint("my-budgeted", FixedLagrangian, budget="required", help="test rule")
+    try:
+        assert not budget_free({"name": "m", "constraint": "my-budgeted"})
+        assert budget_free({"name": "m", "constraint": "my-budgeted", "budget": 5.0})  # its own fixed budget
+    finally:
+        factory.REGISTRY.pop("my-budgeted")
+        factory.CONSTRAINTS.pop("my-budgeted", None)
