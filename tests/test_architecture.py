@@ -1,10 +1,14 @@
-"""The architecture holds: layers import downward only, no import cycles, and the worked example of
+"""The architecture holds: layers import downward only, no import cycles, the env package never imports the agent
+(not even lazily: the agent's commands reach the CLI through an entry point), and the worked example of
 docs/architecture.md (a new constraint in one class and one registry call) runs in a single and a vector env."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,10 +32,10 @@ LAYERS = {
     "llm_cmdp_env.fast_path": 4,
     "llm_cmdp_env.side_by_side": 4,
     "llm_cmdp_env.wrappers": 4,
-    **{f"llm_cmdp_env.{m}": 5 for m in ("registration", "demo", "trl_rewards")},
+    **{f"llm_cmdp_env.{m}": 5 for m in ("registration", "demo", "trl_rewards", "cli")},
     "llm_cmdp_env": 5,  # the package root (its lazy attributes reach into envs/)
     "llm_cmdp_agents": 6,
-    "llm_cmdp_env.cli": 7,
+    "llm_cmdp_agents.cli": 7,  # the agent's commands, added to llm_cmdp_env.cli through an entry point
 }
 
 
@@ -99,6 +103,43 @@ def test_layers_import_downward_only_and_without_cycles():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+def test_the_env_package_never_imports_the_agent():
+    mods = _modules()
+    found = []
+    for m, path in mods.items():
+        if not m.startswith("llm_cmdp_env"):
+            continue
+        found += [f"{m} imports {d}" for d in _imports(m, path, set(mods)) if d.startswith("llm_cmdp_agents")]
+        for node in ast.walk(ast.parse(path.read_text())):  # importlib.import_module("llm_cmdp_agents...") and kin
+            if isinstance(node, ast.Call):
+                found += [f"{m} names {a.value!r} in a call" for a in node.args if isinstance(a, ast.Constant)
+                          and isinstance(a.value, str) and a.value.startswith("llm_cmdp_agents")]
+    assert not found, "\n".join(found)
+    # and at run time: every env module imported, the agent is not
+    names = [m for m in mods if m.startswith("llm_cmdp_env") and not m.endswith("__main__")]
+    code = ("import importlib, sys\n"
+            f"for m in {names!r}:\n"
+            "    try:\n        importlib.import_module(m)\n    except ImportError:\n        pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('llm_cmdp_agents')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_env_cli_stands_alone_and_the_agent_adds_its_commands(monkeypatch, capsys):
+    from llm_cmdp_env import cli
+
+    def commands(parser) -> list[str]:
+        return list(next(a for a in parser._actions if a.dest == "command").choices)
+
+    assert commands(cli.build_parser()) == ["demo", "zoo", "train", "eval", "compare", "bench", "plot", "data"]
+    monkeypatch.setattr(cli, "command_plugins", lambda: [])  # no agent installed
+    assert commands(cli.build_parser()) == ["demo", "zoo", "data"]
+    assert cli.main(["data", "list"]) == 0
+    assert "datasets:" in capsys.readouterr().out
 
 
 def _example_code() -> str:

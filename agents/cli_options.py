@@ -1,5 +1,5 @@
-"""The command-line options of a run, declared once: each maps to one field of
-:class:`~llm_cmdp_agents.runs.RunConfig` (``env``, ``policy``, ``train`` or ``eval``), shows that field's default
+"""The command-line options of a run (``llm-cmdp train`` / ``eval``), declared once: each maps to one field of
+:class:`~llm_cmdp_agents.config.RunConfig` (``env``, ``policy``, ``train`` or ``eval``), shows that field's default
 in ``--help``, and is applied only when given, so a ``--config`` file or a resumed run's stored settings are
 overridden by exactly the flags the user typed."""
 
