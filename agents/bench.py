@@ -148,7 +148,7 @@ def run_outside_job(job: dict[str, Any]) -> dict[str, Any]:
     writes and returns its ``eval.json`` record."""
     import torch
 
-    from llm_cmdp_agents.compare_plan import fingerprint
+    from llm_cmdp_agents.compare_plan import fingerprint, write_record
     from llm_cmdp_agents.config import EnvConfig, EvalConfig, RunConfig, TrainConfig
     from llm_cmdp_agents.evaluate import evaluate_policy
     from llm_cmdp_agents.runs import make_env, make_eval_env
@@ -178,7 +178,7 @@ def run_outside_job(job: dict[str, Any]) -> dict[str, Any]:
                 "train_last": {"episodes": tally["episodes"], "steps": tally["steps"],
                                "limit_episodes": limit.episodes},
                 "outside": spec, "eval_task": repr(eval_env.unwrapped.setup.task), "fingerprint": fingerprint(job)})
-    write_json_atomic(Path(job["run_dir"]) / "eval.json", res)
+    write_record(res, Path(job["run_dir"]) / "eval.json", job.get("archive"))
     return res
 
 

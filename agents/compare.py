@@ -10,6 +10,8 @@ Config (JSON)::
       "seeds": [0, 1, 2, 3, 4],                   # test runs: one per seed and (method, budget)
       "budgets": [20, 40, 80],                    # the sweep of d (default: [eval.budget])
       "workers": 2,                               # runs in parallel (processes, 1 torch thread each)
+      "archive": "docs/data/compare_shortcut",    # (optional) a copy of every finished record, e.g. in git:
+                                                  # a run whose folder is gone is read from there, not rerun
       "env": {...}, "policy": {...}, "train": {...},        # shared EnvConfig / PolicyConfig / TrainConfig fields
       "validation": {"split": "validation", "n": 200, "seeds": [100]},   # where each grid is chosen (optional)
       "eval": {"split": "test", "n": 500, "batch_size": 100},
@@ -47,14 +49,14 @@ then trains the chosen settings with every seed and evaluates on the test split;
 ``records.jsonl`` (one line per run, with its training trace), ``results.json``, ``results.md`` (tables with
 95% bootstrap and per-seed t-intervals, both satisfaction views, the accuracy equivalence verdict) and the
 plots ``pareto.png``, ``forest.png`` and ``lambda.png``. ``all`` runs the three in order. Each run writes
-``eval.json`` when done, and finished runs are skipped, so a stopped sweep resumes where it stopped;
+``eval.json`` when done (and its copy under ``archive``), and finished runs are skipped, so a stopped sweep
+resumes where it stopped, on another machine too when the archive travels (in git);
 ``--part K/N`` runs every N-th job of a phase starting at the K-th, to split a phase into pieces of bounded
 length.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -69,11 +71,12 @@ from llm_cmdp_agents.compare_plan import (
     load_config,
     merge,
     plan_jobs,
+    read_record,
     select_settings,
     settings,
     slug,
+    write_record,
 )
-from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = ["PHASES", "load_config", "plan_jobs", "run_compare", "run_job", "select_settings"]
 
@@ -128,7 +131,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 "train_trace": train_trace(trainer.history),
                 "eval_task": repr(task),
                 "fingerprint": fingerprint(job)})
-    write_json_atomic(Path(job["run_dir"]) / "eval.json", res)
+    write_record(res, Path(job["run_dir"]) / "eval.json", job.get("archive"))
     return res
 
 
@@ -157,17 +160,24 @@ def _reference(job: dict[str, Any]) -> dict[str, Any]:
     from llm_cmdp_agents.runs import make_env
 
     tag = "" if job["split"] == job.get("test_split", "test") else f"_{job['split']}"
-    path = Path(job["out"]) / "references" / f"{slug(job['name'])}{tag}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    name = Path("references") / f"{slug(job['name'])}{tag}.json"
+    archive = None if not job.get("archive") else Path(job["archive"]) / name
+    mark = fingerprint({"settings": {"env": job["env"], "model": job["model"]}, "seed": 0, "split": job["split"],
+                        "n": job["n"]})
+    found = read_record(Path(job["out"]) / name, archive)
+    if found is not None:
+        if found[0].get("fingerprint") != mark:
+            raise ValueError(f"{found[1]} was written for another model, env or problem set than the config now "
+                             f"gives (fingerprint {found[0].get('fingerprint')} vs {mark}); remove it")
+        return found[0]
     env = make_env(EnvConfig(**{**job["env"], "constraint": "none", "budget": None, "constraint_kwargs": {}}),
                    job["split"])
     policy = LLMPolicy.from_pretrained(job["model"], device=job["device"], value_head=False)
     ev = evaluate_policy(policy, env, job["n"], batch_size=job["batch_size"], per_problem=True)
     res = {"method": job["name"], "seed": 0, "budget": None, "split": job["split"], "n": job["n"],
            "accuracy": ev["accuracy"], "mean_cost": ev["mean_cost"], "mean_length": ev["mean_length"],
-           "per_problem": ev["per_problem"]}
-    write_json_atomic(path, res)
+           "per_problem": ev["per_problem"], "fingerprint": mark}
+    write_record(res, Path(job["out"]) / name, archive)
     return res
 
 
@@ -236,7 +246,8 @@ def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None 
     out.mkdir(parents=True, exist_ok=True)
     workers = int(cfg.get("workers", 1))
     cfg.setdefault("threads", 1 if workers > 1 else max(1, os.cpu_count() or 1))
-    common = {"out": str(out), "env": settings(cfg, {"constraint": "none"}, 0, None)["env"],
+    common = {"out": str(out), "archive": cfg.get("archive"),
+              "env": settings(cfg, {"constraint": "none"}, 0, None)["env"],
               "split": cfg["eval"].get("split", "test"), "test_split": cfg["eval"].get("split", "test"),
               "n": cfg["eval"]["n"], "batch_size": cfg["eval"].get("batch_size", 64), "threads": cfg["threads"],
               "device": merge(cfg.get("policy")).get("device", "auto")}

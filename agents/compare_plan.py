@@ -16,8 +16,8 @@ import numpy as np
 from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "fingerprint", "finished",
-           "grid_points", "load_config", "merge", "method_id", "plan_jobs", "select_settings", "settings", "slug",
-           "test_budgets"]
+           "grid_points", "load_config", "merge", "method_id", "plan_jobs", "read_record", "select_settings",
+           "settings", "slug", "test_budgets", "write_record"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
@@ -203,10 +203,12 @@ def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[dict[str, Any]
             for g in grid:
                 for s in seeds:
                     tag = f"g{g}" + ("" if budget is None else f"_d{budget:g}")
-                    run_dir = out / phase / slug(m["name"]) / tag / f"seed_{s}"
-                    jobs.setdefault(str(run_dir), {
+                    where = Path(phase) / slug(m["name"]) / tag / f"seed_{s}"
+                    jobs.setdefault(str(out / where), {
                         "phase": phase, "method": m["name"], "grid_index": g, "grid": grid_points(m)[g],
-                        "budget": budget, "seed": s, "split": split, "n": n, "run_dir": str(run_dir),
+                        "budget": budget, "seed": s, "split": split, "n": n, "run_dir": str(out / where),
+                        "archive": (None if not cfg.get("archive") else
+                                    str(Path(cfg["archive"]) / where.parent / f"{where.name}.json")),
                         "threads": threads, "batch_size": cfg["eval"].get("batch_size", 64),
                         "settings": settings(cfg, m, g, budget)})
     return list(jobs.values())
@@ -218,11 +220,36 @@ def fingerprint(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({k: job[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def read_record(path: str | Path, archive: str | Path | None = None) -> tuple[dict[str, Any], Path] | None:
+    """A finished record and where it was read: ``path`` (the run folder's copy), else its ``archive`` copy (the
+    config's ``archive`` folder, kept in git so that finished runs outlive the run folder); None when neither
+    exists. A file that is not a JSON object raises (it is never taken as "not run", nor as a result)."""
+    for p in (Path(path), None if archive is None else Path(archive)):
+        if p is not None and p.is_file():
+            try:
+                res = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p} is not valid JSON ({e}): remove it to run that job again") from None
+            if not isinstance(res, dict):
+                raise ValueError(f"{p} holds a {type(res).__name__}, not a run record: remove it to run again")
+            return res, p
+    return None
+
+
+def write_record(res: dict[str, Any], path: str | Path, archive: str | Path | None = None) -> None:
+    """Write a finished record to ``path`` and, with an ``archive`` path, a copy there (atomically, both)."""
+    write_json_atomic(Path(path), res)
+    if archive is not None:
+        write_json_atomic(Path(archive), res)
+
+
 def finished(job: dict[str, Any]) -> dict[str, Any] | None:
-    path = Path(job["run_dir"]) / "eval.json"
-    if not path.is_file():
+    """The record of a finished run (its folder's ``eval.json``, else the archive copy), checked against the
+    settings the config now gives (fingerprint) and the planned number of updates; None when not run."""
+    found = read_record(Path(job["run_dir"]) / "eval.json", job.get("archive"))
+    if found is None:
         return None
-    res = json.loads(path.read_text())
+    res, path = found
     if res.get("fingerprint") != fingerprint(job):
         raise ValueError(f"{path} was written with other settings than the config now gives (fingerprint "
                          f"{res.get('fingerprint')} vs {fingerprint(job)}); remove it or use another 'out'")
@@ -232,7 +259,7 @@ def finished(job: dict[str, Any]) -> dict[str, Any] | None:
         planned = TrainConfig.from_dict(job["settings"]["train"]).updates
         if res["updates"] != planned:
             raise ValueError(f"{path} records {res['updates']} of the {planned} planned updates (a stopped run): "
-                             "remove its folder to run it again")
+                             "remove it to run the job again")
     return res
 
 

@@ -222,3 +222,60 @@ def test_which_methods_train_once_is_read_off_the_registry(monkeypatch):
     finally:
         factory.REGISTRY.pop("my-budgeted")
         factory.CONSTRAINTS.pop("my-budgeted", None)
+
+
+def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_refused(tiny_dir, tmp_path,
+                                                                                      monkeypatch):
+    """With ``archive`` (a folder kept in git), a finished run survives the loss of its run folder: it is read
+    back, not rerun; a corrupted or mismatched archive copy raises instead of passing as a result or as 'not
+    run'. The same holds for the reference evaluations."""
+    import shutil
+
+    from llm_cmdp_agents import compare
+    from llm_cmdp_agents.compare_plan import finished, load_config, plan_jobs
+    from llm_cmdp_agents.trainer import Trainer
+
+    base = {"seeds": [0], "budgets": [40.0], "threads": 1, "archive": str(tmp_path / "archive"),
+            "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 4, "max_prompt_tokens": 160},
+            "policy": {"model": str(tiny_dir / "student"), "device": "cpu"},
+            "train": {"algo": "grpo", "group_size": 2, "updates": 1, "prompts_per_update": 2, "checkpoint_every": 0},
+            "eval": {"split": "test", "n": 2}, "methods": [{"name": "b", "constraint": "budget"}]}
+    out = tmp_path / "out"
+    job = plan_jobs(load_config(base), "test", out)[0]
+    assert job["archive"] == str(tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json")
+    res = compare.run_job(job)
+    archived = json.loads((tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json").read_text())
+    assert archived == json.loads((out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json").read_text())
+    shutil.rmtree(out)  # the run folder is gone (a new machine): the archive answers, nothing is trained again
+    monkeypatch.setattr(Trainer, "train", lambda self, updates=None: pytest.fail("a finished run was rerun"))
+    assert compare.run_job(job)["per_problem"] == res["per_problem"]
+    assert finished(job)["fingerprint"] == res["fingerprint"]
+    # the config changed since: the archived record is not this job's result
+    changed = plan_jobs(load_config({**base, "train": {**base["train"], "lr": 1e-3}}), "test", out)[0]
+    with pytest.raises(ValueError, match="seed_0.json was written with other settings"):
+        finished(changed)
+    # a truncated or foreign archive file: a clear error, never "not run" or a result
+    path = tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json"
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        finished(job)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a run record"):
+        finished(job)
+    path.write_text(json.dumps({**res, "updates": 0}))
+    with pytest.raises(ValueError, match="0 of the 1 planned updates"):
+        finished(job)
+    # the references: kept in the archive too, and checked against the model, env and problems asked for
+    monkeypatch.undo()
+    ref = {"out": str(out), "archive": base["archive"], "name": "student", "model": base["policy"]["model"],
+           "env": compare.settings(load_config(base), {"constraint": "none"}, 0, None)["env"], "split": "test",
+           "test_split": "test", "n": 2, "batch_size": 2, "threads": 1, "device": "cpu"}
+    first = compare._reference(ref)
+    assert (tmp_path / "archive" / "references" / "student.json").is_file()
+    shutil.rmtree(out)
+    import llm_cmdp_agents.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", lambda *a, **k: pytest.fail("a finished reference was rerun"))
+    assert compare._reference(ref)["per_problem"] == first["per_problem"]
+    with pytest.raises(ValueError, match="student.json was written for another model"):
+        compare._reference({**ref, "n": 3})
