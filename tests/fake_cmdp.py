@@ -61,6 +61,7 @@ class FakeCMDP(gym.Env):
         self.vocab_size = vocab_size
         self.prompt_len = prompt_len
         self.max_new_tokens = max_steps
+        self.max_episode_steps = max_steps  # the declared horizon, as MathDistill-v0 declares it (Saute's T)
         self.eos_token = eos_token
         self.cost_table = (np.linspace(0.0, 2.0, vocab_size) if cost_table is None
                            else np.asarray(cost_table, dtype=np.float64))

@@ -26,7 +26,7 @@ LAYERS = {
                                         "kv_cache", "decode_modes", "vector_info")},
     **{f"llm_cmdp_env.{m}": 1 for m in ("tasks", "data", "verify", "_verify_worker", "divergences", "models",
                                         "prompts", "scoring", "batched_scoring", "static_scoring", "cuda_graph",
-                                        "actions", "zoo")},
+                                        "actions", "zoo", "multiplier")},
     "llm_cmdp_env.core": 2,
     "llm_cmdp_env.envs": 3,
     "llm_cmdp_env.fast_path": 4,
@@ -103,6 +103,27 @@ def test_layers_import_downward_only_and_without_cycles():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+def test_the_wrappers_package_stays_slim():
+    """Issue 20.3: the constraint code is one rule protocol run by two adapters, so the package stays small: at most
+    1,600 lines and 20 public names; the named classes are made by ``named_wrappers``, not written out as subclasses
+    that only set their rule; no frozen
+    dataclass is mutated behind its back."""
+    files = sorted((ROOT / "llm_cmdp_env" / "wrappers").glob("*.py"))
+    lines = sum(len(p.read_text().splitlines()) for p in files)
+    assert lines <= 1600, f"llm_cmdp_env/wrappers/ has {lines} lines (target <= 1,600)"
+    import llm_cmdp_env.wrappers as w
+
+    assert len(w.__all__) <= 20, w.__all__
+    for path in files:
+        text = path.read_text()
+        assert "object.__setattr__" not in text and "__subclasses__" not in text, path.name
+        tree = ast.parse(text)
+        hand_written = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and any(
+            ast.unparse(b) in ("ConstraintWrapper", "VectorConstraintWrapper") for b in n.bases)
+            and not any(isinstance(f, ast.FunctionDef) for f in n.body)]  # a class that only names its rule
+        assert not hand_written, f"{path.name}: {hand_written} (use named_wrappers)"
 
 
 def test_the_env_package_never_imports_the_agent():

@@ -107,6 +107,8 @@ def test_update_every_and_shared_multiplier():
     assert a.lam == b.lam == 3.0
     with pytest.raises(ValueError, match="differs"):
         LearnedLagrangianWrapper(FakeCMDP(), budget=2.0, multiplier=shared)
+    with pytest.raises(TypeError, match=r"\['lr'\] set the multiplier's parameters"):  # never dropped silently
+        LearnedLagrangianWrapper(FakeCMDP(), multiplier=shared, lr=0.5)
 
 
 @pytest.mark.parametrize("rule", [{"lr": 0.3}, {"pid": (0.2, 0.1, 0.5)}])

@@ -44,7 +44,7 @@ def test_hand_computed_undiscounted():
 
 
 def test_hand_computed_discounted():
-    # d = 4, g = 1/2, T = 3 (taken from the env's max_new_tokens): d~ = 7/3, c/d~ = 3c/7.
+    # d = 4, g = 1/2, T = 3 (the env's declared max_episode_steps): d~ = 7/3, c/d~ = 3c/7.
     env = SauteWrapper(FakeCMDP([Episode([1.0, 2.0, 3.0])]), budget=4.0, discount=0.5, unsafe_reward=-2.0)
     assert env.max_episode_steps == 3
     assert env.normalised_budget == pytest.approx(7 / 3, rel=1e-15)
@@ -138,7 +138,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="saute_budget"):
         SauteWrapper(SauteWrapper(FakeCMDP(), budget=1.0), budget=1.0)
     env = FakeCMDP()
-    env.max_new_tokens = None
+    env.max_episode_steps = None  # no declared horizon and no spec: T must be given
     with pytest.raises(ValueError, match="max_episode_steps"):
         SauteWrapper(env, budget=1.0, discount=0.9)
     with pytest.raises(TypeError, match="Dict observation spaces and 1-D Box"):

@@ -85,6 +85,7 @@ class MathDistillEnv(gym.Env):
             su.divergence, su.vocab_size, su.eos_ids, su.pad_id)
         self.max_new_tokens, self.max_prompt_tokens = su.max_new_tokens, su.max_prompt_tokens
         self.cost_lower_bound = su.cost_lower_bound
+        self.max_episode_steps = su.max_new_tokens  # the horizon, declared for the wrappers (Saute's T)
         self.observation_space = su.observation_space
         self.action_space = su.action_space
         length = su.obs_length

@@ -60,6 +60,7 @@ class MathDistillVectorEnv(VectorEnv):
         self.max_new_tokens = su.max_new_tokens
         self.max_prompt_tokens = su.max_prompt_tokens
         self.cost_lower_bound = su.cost_lower_bound
+        self.max_episode_steps = su.max_new_tokens  # the horizon, declared for the wrappers (Saute's T)
         self.single_observation_space = su.observation_space
         self.single_action_space = su.action_space
         self.observation_space = batch_space(su.observation_space, self.num_envs)

@@ -53,8 +53,8 @@ from llm_cmdp_env.vector_info import (
 )
 
 __all__ = ["Constraint", "ConstraintWrapper", "RuleStep", "State", "VectorConstraintWrapper", "check_budget_reachable",
-           "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost", "step_rule",
-           "where"]
+           "env_attribute", "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost",
+           "step_rule", "where"]
 
 #: Salt mixed into the seed of a wrapper's own random generator, so that its draws are not
 #: correlated with those of the wrapped env seeded with the same number.
@@ -260,13 +260,27 @@ def _build_rule(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Con
     return rule
 
 
+def env_attribute(env: Any, name: str) -> Any:
+    """An optional attribute a base env declares for the wrappers (``cost_lower_bound``, ``max_episode_steps``,
+    ``divergence``): read on ``env.unwrapped``, or on a vector env's first sub-env; None when not declared. The one
+    place a generic wrapper looks past the Gymnasium API."""
+    base = getattr(env, "unwrapped", env)
+    value = getattr(base, name, None)
+    if value is None and hasattr(base, "get_attr"):  # SyncVectorEnv / AsyncVectorEnv of single envs
+        try:
+            value = base.get_attr(name)[0]
+        except AttributeError:
+            return None
+    return value
+
+
 def check_budget_reachable(name: str, budget: float | None, env: Any) -> None:
-    """Refuse a budget no episode can meet: below the env's ``cost_lower_bound`` (an optional attribute of the base
-    env; ``MathDistill-v0`` sets 0 for its non-negative divergences), since every step costs at least that."""
-    floor = getattr(getattr(env, "unwrapped", env), "cost_lower_bound", None)
+    """Refuse a budget no episode can meet: below the env's ``cost_lower_bound`` (:func:`env_attribute`;
+    ``MathDistill-v0`` sets 0 for its non-negative divergences), since every step costs at least that."""
+    floor = env_attribute(env, "cost_lower_bound")
     if budget is None or floor is None or not isinstance(budget, int | float) or budget >= floor:
         return
-    divergence = getattr(getattr(getattr(env, "unwrapped", env), "divergence", None), "name", None)
+    divergence = getattr(env_attribute(env, "divergence"), "name", None)
     cost = f"divergence {divergence!r}" if divergence else "this env's cost"
     raise ValueError(f"constraint {name!r}: budget={budget} can never be met: {cost} is never below {floor} per "
                      f"token, so every episode would violate it; use budget >= {floor} (or a divergence that can "

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llm_cmdp_env.validation import check_positive_int, check_real
-from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers, not_, where
+from llm_cmdp_env.wrappers.constraint import Constraint, State, env_attribute, named_wrappers, not_, where
 
 __all__ = ["Saute", "saute_normalised_budget"]
 
@@ -92,7 +92,7 @@ class Saute(Constraint):
         across budgets :math:`z_0 d`; evaluate at a chosen budget with ``min = max``.
     max_episode_steps : int, optional
         The horizon :math:`T` for :math:`\gamma < 1`; defaults to the env's ``spec.max_episode_steps``,
-        else its ``max_new_tokens``.
+        else the base env's ``max_episode_steps`` (``MathDistill-v0``: its ``max_new_tokens``).
     obs_key : str
         Key of :math:`z` in a ``Dict`` observation (default ``"saute_budget"``).
     """
@@ -148,18 +148,12 @@ class Saute(Constraint):
 
 
 def _horizon_of(env: Any) -> int:
-    """T for the normalisation: the env spec's ``max_episode_steps``, else the env's ``max_new_tokens`` (for a vector
-    env of single envs, its sub-envs')."""
+    """T for the normalisation: the env spec's ``max_episode_steps``, else the base env's declared one."""
     spec = getattr(env, "spec", None)
-    if spec is not None and getattr(spec, "max_episode_steps", None):
-        return int(spec.max_episode_steps)
-    base = getattr(env, "unwrapped", env)
-    horizon = getattr(base, "max_new_tokens", None)
-    if horizon is None and hasattr(base, "get_attr"):  # SyncVectorEnv / AsyncVectorEnv
-        horizon = base.get_attr("max_new_tokens")[0]
+    horizon = getattr(spec, "max_episode_steps", None) or env_attribute(env, "max_episode_steps")
     if horizon is None:
         raise ValueError("discount < 1 needs the horizon T: pass max_episode_steps= (the env has no "
-                         "spec.max_episode_steps and no max_new_tokens attribute)")
+                         "spec.max_episode_steps and declares no max_episode_steps)")
     return int(horizon)
 
 
