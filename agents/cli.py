@@ -104,8 +104,9 @@ def add_commands(sub: argparse._SubParsersAction, formatter: type) -> None:
     c.add_argument("--config", required=True, help="JSON config (see benchmarks/compare_shortcut.json and "
                    "llm_cmdp_agents/compare.py)")
     c.add_argument("--out", default=None, help="output folder (default: the config's out)")
-    c.add_argument("--phase", default="all", choices=("validation", "test", "report", "all"),
-                   help="which phase to run (default: all, in order; finished runs are skipped)")
+    c.add_argument("--phase", default="all", choices=("validation", "test", "report", "all", "status"),
+                   help="which phase to run (default: all, in order; finished runs are skipped; status: what is "
+                        "finished so far, training nothing)")
     c.add_argument("--part", default=None, metavar="K/N",
                    help="run only every N-th job of the phase, from the K-th (split a phase into shorter pieces)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -269,6 +270,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _print_compare(res: dict[str, Any], phase: str) -> int:
     """What ``compare`` and ``bench`` print: the runs done, or where the report went and its tables."""
+    if "status" in res:
+        from llm_cmdp_agents.compare_report import status_text
+
+        print("\n\n".join(status_text(st) for st in res["status"]))
+        return 0
     if "paths" not in res:
         print(f"{phase}: {len(res['runs'])} runs done")
         return 0

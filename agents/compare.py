@@ -48,7 +48,9 @@ its episodes and every constrained method beats the untrained student's accuracy
 then trains the chosen settings with every seed and evaluates on the test split; ``report`` writes
 ``records.jsonl`` (one line per run, with its training trace), ``results.json``, ``results.md`` (tables with
 95% bootstrap and per-seed t-intervals, both satisfaction views, the accuracy equivalence verdict) and the
-plots ``pareto.png``, ``forest.png`` and ``lambda.png``. ``all`` runs the three in order. Each run writes
+plots ``pareto.png``, ``forest.png`` and ``lambda.png``. ``all`` runs the three in order; ``status`` trains nothing
+and prints, per method, setting and budget, the seeds finished and their pooled scores so far, and the CPU time
+spent and left. Each run writes
 ``eval.json`` when done (and its copy under ``archive``), and finished runs are skipped, so a stopped sweep
 resumes where it stopped, on another machine too when the archive travels (in git);
 ``--part K/N`` runs every N-th job of a phase starting at the K-th, to split a phase into pieces of bounded
@@ -80,7 +82,7 @@ from llm_cmdp_agents.compare_plan import (
 
 __all__ = ["PHASES", "load_config", "plan_jobs", "run_compare", "run_job", "select_settings"]
 
-PHASES = ("validation", "test", "report", "all")
+PHASES = ("validation", "test", "report", "all", "status")
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -243,6 +245,14 @@ def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None 
     cfg = load_config(config)
     TrainConfig.from_dict(cfg.get("train", {}))  # validate early
     out = Path(out_dir or cfg.get("out", "runs/compare"))
+    if phase == "status":  # read only: what is finished, of the validation phase (and of the test phase once planned)
+        from llm_cmdp_agents.compare_report import status
+
+        views = [status(cfg, out, "validation")] if "validation" in cfg else []
+        if all(v["finished"] == v["planned"] for v in views) and ("binding" not in cfg
+                                                                  or (out / "binding.json").is_file()):
+            views.append(status(cfg, out, "test"))  # the test plan exists once validation has chosen
+        return {"phase": "status", "status": views}
     out.mkdir(parents=True, exist_ok=True)
     workers = int(cfg.get("workers", 1))
     cfg.setdefault("threads", 1 if workers > 1 else max(1, os.cpu_count() or 1))

@@ -29,7 +29,7 @@ from llm_cmdp_agents.compare_stats import (
 from llm_cmdp_env.atomic_io import write_json_atomic, write_text_atomic
 
 __all__ = ["compute_summary", "markdown_report", "records", "report_from_records", "runs_from_records",
-           "summarise", "write_report"]
+           "status", "status_text", "summarise", "write_report"]
 
 
 def _runs(cfg: dict[str, Any], out: Path, phase: str) -> list[dict[str, Any]]:
@@ -248,3 +248,56 @@ def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]
     results = {"config": cfg, "summary": summary, "selection": selection, "paths": paths, "markdown": md}
     write_json_atomic(paths["json"], results)
     return results
+
+
+# ---------------------------------------------------------------------------------------------- status
+def status(cfg: dict[str, Any], out: Path, phase: str = "validation") -> dict[str, Any]:
+    """Where a sweep stands (``--phase status``), from its finished runs (run folders or archive): per method,
+    setting and budget the seeds finished of those planned and their pooled accuracy, mean cost, share of
+    episodes over d and safe accuracy; the CPU time spent (training + evaluation, one thread per run) and
+    the runs left. Reads only; a partial table is a progress view, never a selection."""
+    rows, spent, left = [], 0.0, 0
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for job in plan_jobs(cfg, phase, out):
+        res = finished(job)
+        key = (job["method"], job["grid_index"], job["budget"])
+        groups.setdefault(key, [])
+        if res is None:
+            left += 1
+        else:
+            groups[key].append(res)
+            spent += float(res.get("train_seconds", 0.0)) + float(res.get("eval_seconds", 0.0))
+    planned = {}
+    for job in plan_jobs(cfg, phase, out):
+        key = (job["method"], job["grid_index"], job["budget"])
+        planned[key] = planned.get(key, 0) + 1
+    for (method, g, budget), runs in groups.items():
+        for d in ([budget] if budget is not None else cfg["budgets"]):
+            row = {"method": method, "grid_index": g, "budget": d, "trained_at": budget,
+                   "seeds_done": len(runs), "seeds_planned": planned[(method, g, budget)]}
+            if runs:
+                a = metric_arrays(runs, d)
+                row.update({k: float(a[k].mean()) for k in ("accuracy", "safe_accuracy")})
+                row.update({"mean_cost": float(a["cost"].mean()), "over_budget": 1.0 - float(a["satisfaction"].mean())})
+            rows.append(row)
+    done = sum(len(r) for r in groups.values())
+    return {"phase": phase, "finished": done, "planned": done + left, "cpu_seconds": spent,
+            "cpu_seconds_left_estimate": (spent / done * left) if done else None, "rows": rows}
+
+
+def status_text(st: dict[str, Any]) -> str:
+    """:func:`status` as a table (a budget-free method's one trained model is listed at every budget)."""
+    hours = st["cpu_seconds"] / 3600
+    eta = st["cpu_seconds_left_estimate"]
+    lines = [f"{st['phase']}: {st['finished']}/{st['planned']} runs finished, {hours:.2f} CPU-hours spent"
+             + ("" if eta is None else f", about {eta / 3600:.1f} CPU-hours left at this pace"),
+             f"{'method':<20} {'g':>2} {'d':>6} {'seeds':>5} {'accuracy':>8} {'mean cost':>9} {'cost>d':>6} "
+             f"{'safe acc':>8}"]
+    for r in st["rows"]:
+        seeds = f"{r['seeds_done']}/{r['seeds_planned']}"
+        if "accuracy" not in r:
+            lines.append(f"{r['method'][:20]:<20} {r['grid_index']:>2} {r['budget']:>6g} {seeds:>5}")
+            continue
+        lines.append(f"{r['method'][:20]:<20} {r['grid_index']:>2} {r['budget']:>6g} {seeds:>5} {r['accuracy']:>8.3f} "
+                     f"{r['mean_cost']:>9.1f} {r['over_budget']:>6.1%} {r['safe_accuracy']:>8.3f}")
+    return "\n".join(lines)

@@ -157,3 +157,33 @@ def test_a_budget_free_method_is_scored_at_each_budget_with_the_setting_chosen_f
         row = summary[d]["methods"]["t"]
         assert row["seeds"] == 2 and row["accuracy"]["mean"] == want
         assert row["grid"] == cfg["methods"][1]["grid"][0 if d == "10" else 1]
+
+
+def test_status_reports_finished_seeds_pooled_scores_and_cpu_time_without_writing(tmp_path, capsys):
+    """``--phase status``: what a multi-session sweep has finished so far, read only (nothing trained or written)."""
+    from llm_cmdp_agents.compare import run_compare
+    from llm_cmdp_agents.compare_plan import load_config, plan_jobs
+    from llm_cmdp_agents.compare_report import status, status_text
+
+    cfg = load_config({"seeds": [0], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [8, 9]},
+                       "methods": [{"name": "b", "constraint": "budget", "grid": [{}]},
+                                   {"name": "t", "constraint": "none", "grid": [{}]}]})
+    jobs = plan_jobs(cfg, "validation", tmp_path)  # b: 2 budgets x 2 seeds; t: trained once, 2 seeds
+    done = [j for j in jobs if (j["method"], j["budget"]) in (("b", 10.0), ("t", None))][:3]
+    for j in done:
+        _write(j, [1, 1, 0, 0], [5, 15, 15, 1], train_seconds=100.0, eval_seconds=20.0)
+    st = status(cfg, tmp_path)
+    assert (st["finished"], st["planned"], st["cpu_seconds"]) == (3, 6, 360.0)
+    assert st["cpu_seconds_left_estimate"] == 360.0  # 3 left at 120 s each
+    rows = {(r["method"], r["budget"]): r for r in st["rows"]}
+    assert rows[("b", 10.0)]["seeds_done"] == 2 and rows[("b", 20.0)]["seeds_done"] == 0
+    assert "accuracy" not in rows[("b", 20.0)]
+    t10, t20 = rows[("t", 10.0)], rows[("t", 20.0)]  # one model scored at both budgets
+    assert t10["seeds_done"] == t20["seeds_done"] == 1 and t10["accuracy"] == t20["accuracy"] == 0.5
+    assert (t10["over_budget"], t20["over_budget"]) == (0.5, 0.0) and t10["safe_accuracy"] == 0.25
+    assert t10["mean_cost"] == 9.0
+    text = status_text(st)
+    assert "3/6 runs finished" in text and "0.10 CPU-hours spent" in text
+    before = sorted(p for p in tmp_path.rglob("*"))
+    res = run_compare(cfg, out_dir=tmp_path, phase="status")
+    assert res["status"][0]["finished"] == 3 and sorted(p for p in tmp_path.rglob("*")) == before
