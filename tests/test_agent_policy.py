@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_agents.conditioning import BudgetTracker as SauteTracker
 from llm_cmdp_agents.conditioning import budgets_from_episodes
 from llm_cmdp_agents.policy import LLMPolicy
 from llm_cmdp_agents.sampling import sample
 from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
-from tests.test_agent_helpers import tiny_env
+from tests.test_agent_helpers import conditioned_problems, tiny_env
 
 
 @pytest.fixture()
@@ -116,14 +115,8 @@ def test_lora_trains_adapters_only(tiny_dir, setup, tmp_path):
 def test_saute_tracker_matches_the_wrapper(tiny_dir, tiny_env_kwargs, divergence):
     env = tiny_env({**tiny_env_kwargs, "divergence": divergence}, "saute", budget=30.0,
                    min_rel_budget=0.5, max_rel_budget=1.5)
-    env.reset(seed=0)
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", budget_conditioning=True)
-    with torch.no_grad():  # make the conditioning matter
-        policy.budget_proj.weight.normal_(0, 1.0)
-    problems = sample_problems(env, 4)
-    prompts = [prompt_ids(env, p) for p in problems]
+    policy, problems, prompts, tracker = conditioned_problems(env, str(tiny_dir / "student"), 4)
     base = env.unwrapped
-    tracker = SauteTracker(env)
     z0 = tracker.initial(4)
     assert len(set(z0.tolist())) == 4  # sampled budgets, predicted without consuming the wrapper's generator
     g = torch.Generator().manual_seed(0)

@@ -14,7 +14,7 @@ import torch
 
 from llm_cmdp_env.wrappers import REGISTRY, Constraint, constraint_spec, register_constraint
 from llm_cmdp_env.wrappers.constraint import not_, where
-from tests.test_agent_helpers import tiny_env
+from tests.test_agent_helpers import conditioned_problems, tiny_env
 
 
 @dataclass
@@ -61,21 +61,14 @@ def test_the_registry_says_what_each_budget_means():
 
 def test_a_new_observing_rule_is_tracked_while_sampling_exactly_as_the_env_reports(allowance, tiny_dir,
                                                                                      tiny_env_kwargs):
-    from llm_cmdp_agents.conditioning import BudgetTracker, budgets_from_episodes
-    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.conditioning import budgets_from_episodes
     from llm_cmdp_agents.sampling import sample
-    from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
+    from llm_cmdp_env.fast_path import replay
 
     env = tiny_env(tiny_env_kwargs, "allowance", budget=30.0)
     assert "allowance_left" in env.observation_space.spaces
-    env.reset(seed=0)
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", budget_conditioning=True)
-    with torch.no_grad():
-        policy.budget_proj.weight.normal_(0, 1.0)
-    problems = sample_problems(env, 3)
-    prompts = [prompt_ids(env, p) for p in problems]
+    policy, problems, prompts, tracker = conditioned_problems(env, str(tiny_dir / "student"), 3)
     base = env.unwrapped
-    tracker = BudgetTracker(env)
     z0 = tracker.initial(3)
     assert z0.tolist() == [1.0, 1.0, 1.0]
     s = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, generator=torch.Generator()
