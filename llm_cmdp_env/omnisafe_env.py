@@ -73,8 +73,10 @@ install_safety_gymnasium_placeholder()
 try:
     from omnisafe.envs.core import CMDP, env_register
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError('llm_cmdp_env.omnisafe_env needs OmniSafe: pip install -e ".[omnisafe]" && '
-                      f"pip install --no-deps omnisafe==0.5.0 (docs/interop.md); import failed: {e}") from e
+    # not installed: ModuleNotFoundError (what pytest.importorskip skips on); installed but broken: ImportError
+    kind = ModuleNotFoundError if isinstance(e, ModuleNotFoundError) else ImportError
+    raise kind('llm_cmdp_env.omnisafe_env needs OmniSafe: pip install -e ".[omnisafe]" && '
+               f"pip install --no-deps omnisafe==0.5.0 (docs/interop.md); import failed: {e}") from e
 
 from llm_cmdp_env.wrappers.safety_gym import SafetyGymnasiumStepWrapper  # noqa: E402
 
