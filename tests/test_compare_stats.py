@@ -187,3 +187,50 @@ def test_status_reports_finished_seeds_pooled_scores_and_cpu_time_without_writin
     before = sorted(p for p in tmp_path.rglob("*"))
     res = run_compare(cfg, out_dir=tmp_path, phase="status")
     assert res["status"][0]["finished"] == 3 and sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def _agrees(new, old, path=""):
+    """Every number of ``old`` (a committed summary) in ``new``; extra keys in ``new`` are fields added since."""
+    import math
+
+    if isinstance(old, dict):
+        for k, v in old.items():
+            assert k in new, f"{path}/{k} is missing"
+            _agrees(new[k], v, f"{path}/{k}")
+    elif isinstance(old, list):
+        assert len(new) == len(old), path
+        for i, (a, b) in enumerate(zip(new, old)):
+            _agrees(a, b, f"{path}[{i}]")
+    elif isinstance(old, float):  # round-1 records keep per-problem costs to 6 decimals
+        assert math.isclose(new, old, rel_tol=1e-6, abs_tol=1e-5), (path, new, old)
+    else:
+        assert new == old, (path, new, old)
+
+
+def test_the_committed_comparison_results_recompute_from_the_committed_records():
+    """Every results file in docs/data/ (what docs/results.md quotes) is what the report computes from the records
+    committed beside it: no figure in the docs rests on a run folder that is gone. Round-1 files predate the
+    report's markdown, the t-intervals and the records' ``grid_index`` (the place of the record's grid point in its
+    method's grid); their figures must agree to the records' rounding, later ones exactly."""
+    import json
+    from pathlib import Path
+
+    from llm_cmdp_agents.compare_plan import grid_points
+    from llm_cmdp_agents.compare_report import report_from_records
+
+    data = Path(__file__).resolve().parents[1] / "docs" / "data"
+    pairs = [(p, data / p.name.replace("_results.json", "_records.jsonl"))
+             for p in sorted(data.glob("compare_*_results.json"))]
+    assert pairs, "no committed comparison results"
+    for results, records in pairs:
+        res = json.loads(results.read_text())
+        recs = [json.loads(line) for line in records.read_text().splitlines()]
+        methods = {m["name"]: m for m in res["config"]["methods"]}
+        for r in recs:
+            if "grid_index" not in r and r["method"] in methods:
+                r["grid_index"] = grid_points(methods[r["method"]]).index(r["grid"])
+        summary, md = report_from_records(res["config"], recs, res["selection"])
+        if "markdown" in res:
+            assert json.loads(json.dumps(summary)) == res["summary"] and md == res["markdown"], results.name
+        else:
+            _agrees(json.loads(json.dumps(summary)), res["summary"])
