@@ -55,7 +55,8 @@ def _score(run: dict[str, Any], budgets: list[float]) -> dict[str, dict[str, flo
 def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per run (validation and test phases, and the references): method (and its ``method_id``, see
     :func:`~llm_cmdp_agents.compare_plan.method_id`), phase, seed, training
-    budget (None: the method ignores it), grid setting, updates, divergence, training and evaluation seconds,
+    budget (None: the method ignores it), grid setting, updates, divergence, training and evaluation seconds, the
+    machine (CPU, SIMD level, torch version and threads; None for runs recorded before it was kept),
     the metrics at every budget of the sweep (per-episode ``satisfaction`` and the expected-cost view
     ``mean_cost_within``), the per-update training trace (``train_trace``: batch means and the multiplier) and
     the per-problem outcomes (``correct`` as a 0/1 string, ``cost`` rounded to 1e-4) they were computed from."""
@@ -68,7 +69,7 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
                          "budget": r["budget"], "grid_index": r["grid_index"],
                          "grid": r["grid"], "split": r["split"], "n": r["n"], "train_seconds": r["train_seconds"],
                          "updates": r.get("updates"), "divergence": r.get("divergence"),
-                         "eval_seconds": r.get("eval_seconds"),
+                         "eval_seconds": r.get("eval_seconds"), "machine": r.get("machine"),
                          "mean_cost": r["mean_cost"], "mean_length": r["mean_length"],
                          "at_budget": _score(r, cfg["budgets"]), "train_trace": r.get("train_trace"),
                          "per_problem": _compact(r["per_problem"])})

@@ -244,6 +244,9 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     job = plan_jobs(load_config(base), "test", out)[0]
     assert job["archive"] == str(tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json")
     res = compare.run_job(job)
+    import torch
+
+    assert res["machine"]["torch"] == torch.__version__ and res["machine"]["threads"] == 1 and res["machine"]["cpu"]
     archived = json.loads((tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json").read_text())
     assert archived == json.loads((out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json").read_text())
     shutil.rmtree(out)  # the run folder is gone (a new machine): the archive answers, nothing is trained again
