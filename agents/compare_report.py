@@ -19,6 +19,7 @@ from llm_cmdp_agents.compare_plan import (
     test_budgets,
 )
 from llm_cmdp_agents.compare_stats import (
+    claim_verdict,
     equivalence_verdict,
     expected_cost_verdict,
     metric_arrays,
@@ -163,6 +164,7 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[
                 if margin is not None:
                     c["accuracy"]["equivalence"] = equivalence_verdict(arrays[a]["accuracy"], arrays[b]["accuracy"],
                                                                        float(margin), reps)
+                    c["claim"] = claim_verdict(c)
                 diffs.append(c)
         out[f"{d:g}"] = {"methods": table, "contrasts": diffs}
     return out
@@ -201,14 +203,17 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
                          f"{', '.join(f'{x:.3f}' for x in per_seed)} ({row['accuracy']['seed_std']:.3f}) | {secs} |")
         if part["contrasts"]:
             head = "accuracy" + ("" if margin is None else f" (verdict, margin ±{margin:g})")
+            claim = any("claim" in c for c in part["contrasts"])
             lines += ["", f"| difference (a − b) | {head} | satisfaction (per episode) | solved within budget | "
-                      "mean cost |", "|---|---|---|---|---|"]
+                      "mean cost |" + (" a vs b (the claim) |" if claim else ""),
+                      "|---|---|---|---|---|" + ("---|" if claim else "")]
             for c in part["contrasts"]:
                 acc = _diff(c["accuracy"])
                 if "equivalence" in c["accuracy"]:
                     acc += f" **{c['accuracy']['equivalence']['verdict']}**"
                 lines.append(f"| {c['a']} − {c['b']} | {acc} | {_diff(c['satisfaction'])} | "
-                             f"{_diff(c['safe_accuracy'])} | {_diff(c['cost'], '+.1f')} |")
+                             f"{_diff(c['safe_accuracy'])} | {_diff(c['cost'], '+.1f')} |"
+                             + (f" {c['claim']} |" if claim else ""))
         lines.append("")
     return "\n".join(lines)
 

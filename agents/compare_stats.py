@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "bootstrap_ci", "equivalence_verdict", "expected_cost_verdict", "metric_arrays",
-           "paired_difference", "paired_t", "summary_row", "t_quantile"]
+__all__ = ["METRICS", "agree", "bootstrap_ci", "claim_verdict", "equivalence_verdict", "expected_cost_verdict",
+           "metric_arrays", "paired_difference", "paired_t", "summary_row", "t_quantile"]
 
 METRICS = ("accuracy", "satisfaction", "safe_accuracy", "cost")
 """What is compared: solved, episode cost <= d, both (solved within budget), and the episode cost itself."""
@@ -154,20 +154,49 @@ def paired_t(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, flo
     return {"diff": mean, "low": mean - half, "high": mean + half, "df": n - 1}
 
 
+def _excludes_zero(ci: Mapping[str, Any]) -> int:
+    """+1 / -1 when an interval lies above / below 0, else 0 (an interval that was not computed: 0)."""
+    if ci.get("low") is None:
+        return 0
+    return 1 if ci["low"] > 0 else -1 if ci["high"] < 0 else 0
+
+
 def equivalence_verdict(a: np.ndarray, b: np.ndarray, margin: float, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Whether the means of ``a`` and ``b`` (paired ``[seeds, problems]``) are *comparable* within ``±margin``:
-    two one-sided tests at 5% each, i.e. the 90% paired-bootstrap interval of ``a - b`` lies inside
-    ``(-margin, margin)``. Otherwise *different* when the 95% interval excludes 0, else *inconclusive* (the data
-    can neither show equivalence nor a difference)."""
+    two one-sided tests at 5% each, on both intervals, i.e. the 90% paired-bootstrap interval over seeds x problems
+    *and* the 90% per-seed t-interval of ``a - b`` lie inside ``(-margin, margin)`` (with one seed the t-interval
+    does not exist and the bootstrap decides alone). *Different* when both 95% intervals exclude 0 on the same
+    side; else *inconclusive* (the data show neither equivalence nor a difference)."""
     ci90 = paired_difference(a, b, reps, seed, level=0.90)
-    ci95 = paired_difference(a, b, reps, seed, level=0.95)
-    if -margin < ci90["low"] and ci90["high"] < margin:
+    t90 = paired_t(a, b, level=0.90)
+    inside = [ci for ci in (ci90, t90) if ci["low"] is not None]
+    if all(-margin < ci["low"] and ci["high"] < margin for ci in inside):
         verdict = "comparable"
-    elif ci95["low"] > 0 or ci95["high"] < 0:
+    elif agree(paired_difference(a, b, reps, seed, level=0.95), paired_t(a, b, level=0.95)) != 0:
         verdict = "different"
     else:
         verdict = "inconclusive"
-    return {"verdict": verdict, "margin": margin, "low90": ci90["low"], "high90": ci90["high"]}
+    return {"verdict": verdict, "margin": margin, "low90": ci90["low"], "high90": ci90["high"],
+            "t_low90": t90["low"], "t_high90": t90["high"]}
+
+
+def agree(boot: Mapping[str, Any], t: Mapping[str, Any]) -> int:
+    """+1 / -1 when the bootstrap interval and the per-seed t-interval (where it exists) both lie above / below 0,
+    else 0: a difference is shown only when both intervals show it."""
+    sides = {_excludes_zero(boot)} | ({_excludes_zero(t)} if t.get("low") is not None else set())
+    return sides.pop() if len(sides) == 1 else 0
+
+
+def claim_verdict(contrast: Mapping[str, Any]) -> str:
+    """The paper's claim for one contrast ``a - b`` at one budget (docs/results.md, stated before the numbers):
+    ``a`` *beats* ``b`` when their accuracy is comparable and the per-episode satisfaction difference is above 0
+    on both 95% intervals; *loses* when it is below 0 on both; *no difference shown* otherwise; and *not at
+    comparable accuracy* when the accuracy verdict is not "comparable" (then the share solved within the budget,
+    in the table, says which sits better on the frontier)."""
+    if contrast["accuracy"].get("equivalence", {}).get("verdict") != "comparable":
+        return "not at comparable accuracy"
+    side = agree(contrast["satisfaction"], contrast["satisfaction"]["t"])
+    return {1: "beats", -1: "loses", 0: "no difference shown"}[side]
 
 
 def expected_cost_verdict(cost: Mapping[str, Any], budget: float) -> str:

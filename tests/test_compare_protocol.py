@@ -61,6 +61,37 @@ def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
     assert v["verdict"] == "inconclusive" and v["low90"] < -0.02 < 0.02 < v["high90"]
 
 
+def test_comparable_needs_the_per_seed_t_interval_inside_the_margin_too():
+    """With 5 seeds the percentile bootstrap over seeds x problems is narrower than the t(4) interval: a margin
+    between the two is met by the bootstrap alone, and the verdict must then not be "comparable"."""
+    from llm_cmdp_agents.compare_stats import paired_difference
+
+    b = np.zeros((5, 100))
+    a = b + np.array([0.015, -0.015, 0.015, -0.015, 0.012])[:, None]  # seed-to-seed spread, nothing within a seed
+    boot, t = paired_difference(a, b, level=0.90), paired_t(a, b, level=0.90)
+    wide, narrow = max(abs(t["low"]), abs(t["high"])), max(abs(boot["low"]), abs(boot["high"]))
+    assert narrow < wide
+    v = equivalence_verdict(a, b, (narrow + wide) / 2)
+    assert v["verdict"] == "inconclusive" and v["t_low90"] == pytest.approx(t["low"])
+    assert equivalence_verdict(a, b, wide * 1.01)["verdict"] == "comparable"
+    one = equivalence_verdict(a[:1] * 0, b[:1], 0.02)  # one seed: no t-interval, the bootstrap decides
+    assert one["verdict"] == "comparable" and one["t_low90"] is None
+
+
+def test_the_claim_is_read_on_both_intervals_at_comparable_accuracy():
+    from llm_cmdp_agents.compare_stats import claim_verdict
+
+    def contrast(verdict, boot, t):
+        return {"accuracy": {"equivalence": {"verdict": verdict}},
+                "satisfaction": {"low": boot[0], "high": boot[1], "t": {"low": t[0], "high": t[1]}}}
+
+    assert claim_verdict(contrast("comparable", (0.01, 0.05), (0.002, 0.06))) == "beats"
+    assert claim_verdict(contrast("comparable", (0.01, 0.05), (-0.01, 0.07))) == "no difference shown"
+    assert claim_verdict(contrast("comparable", (-0.05, -0.01), (-0.06, -0.001))) == "loses"
+    assert claim_verdict(contrast("different", (0.01, 0.05), (0.002, 0.06))) == "not at comparable accuracy"
+    assert claim_verdict(contrast("comparable", (0.01, 0.05), (None, None))) == "beats"  # one seed: bootstrap
+
+
 def test_expected_cost_verdict_reads_the_whole_interval():
     assert expected_cost_verdict({"mean": 90, "low": 80, "high": 99}, 100) == "satisfied"
     assert expected_cost_verdict({"mean": 110, "low": 101, "high": 120}, 100) == "violated"
@@ -154,6 +185,7 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
         "comparable", "different", "inconclusive")
     md = markdown_report(cfg, summary)
     assert "mean cost <= d?" in md and "satisfied (100%)" in md and "; t [" in md and "**" in md
+    assert "a vs b (the claim)" in md and f" {c['claim']} |" in md  # the pre-stated claim, per contrast
     assert "(edge)" in md  # every choice sat at an edge of its two-point grid
     from llm_cmdp_agents.compare_report import compute_summary
 
