@@ -148,7 +148,8 @@ def run_outside_job(job: dict[str, Any]) -> dict[str, Any]:
     writes and returns its ``eval.json`` record."""
     import torch
 
-    from llm_cmdp_agents.compare_plan import fingerprint, write_record
+    from llm_cmdp_agents.compare import machine
+    from llm_cmdp_agents.compare_plan import code_version, fingerprint, resolved, write_record
     from llm_cmdp_agents.config import EnvConfig, EvalConfig, RunConfig, TrainConfig
     from llm_cmdp_agents.evaluate import evaluate_policy
     from llm_cmdp_agents.runs import make_env, make_eval_env
@@ -177,7 +178,8 @@ def run_outside_job(job: dict[str, Any]) -> dict[str, Any]:
                 "mean_length": ev["mean_length"], "per_problem": ev["per_problem"],
                 "train_last": {"episodes": tally["episodes"], "steps": tally["steps"],
                                "limit_episodes": limit.episodes},
-                "outside": spec, "eval_task": repr(eval_env.unwrapped.setup.task), "fingerprint": fingerprint(job)})
+                "outside": spec, "eval_task": repr(eval_env.unwrapped.setup.task), "fingerprint": fingerprint(job),
+                "machine": machine(), "code": code_version(), "resolved": resolved(job)})
     write_record(res, Path(job["run_dir"]) / "eval.json", job.get("archive"))
     return res
 

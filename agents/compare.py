@@ -68,12 +68,14 @@ from typing import Any
 
 from llm_cmdp_agents.compare_plan import (
     check_binding,
+    code_version,
     fingerprint,
     finished,
     load_config,
     merge,
     plan_jobs,
     read_record,
+    resolved,
     select_settings,
     settings,
     slug,
@@ -131,7 +133,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 "accuracy": ev["accuracy"], "mean_cost": ev["mean_cost"],
                 "mean_length": ev["mean_length"], "per_problem": ev["per_problem"],
                 "train_trace": train_trace(trainer.history),
-                "eval_task": repr(task), "machine": machine(),
+                "eval_task": repr(task), "machine": machine(), "code": code_version(), "resolved": resolved(job),
                 "fingerprint": fingerprint(job)})
     write_record(res, Path(job["run_dir"]) / "eval.json", job.get("archive"))
     return res

@@ -15,9 +15,9 @@ import numpy as np
 
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "fingerprint", "finished",
-           "grid_points", "load_config", "merge", "method_id", "plan_jobs", "read_record", "select_settings",
-           "settings", "slug", "test_budgets", "write_record"]
+__all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_version", "fingerprint", "finished",
+           "grid_points", "load_config", "merge", "method_id", "model_digest", "plan_jobs", "read_record", "resolved",
+           "select_settings", "settings", "slug", "test_budgets", "write_record"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
@@ -220,6 +220,74 @@ def fingerprint(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({k: job[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def resolved(job: dict[str, Any]) -> dict[str, Any]:
+    """What a run's settings resolve to with the code's defaults filled in (the fingerprint hashes the settings as
+    the config gives them): every training option, every parameter of the built constraint rule and a digest of
+    the student's and the teacher's weights. A record keeps it; a record whose ``resolved`` differs from what
+    the code and the models give now is refused, so a changed default or re-trained weights never pass as the same
+    run."""
+    import dataclasses
+
+    from llm_cmdp_agents.config import TrainConfig
+    from llm_cmdp_env.wrappers.factory import _rule
+
+    st = job["settings"]
+    out: dict[str, Any] = {"train": TrainConfig.from_dict({**st["train"], "seed": job["seed"]}).to_dict()}
+    if "outside" not in st:
+        env = st["env"]
+        _, rule = _rule(env["constraint"], env["budget"], dict(env["constraint_kwargs"]))
+        params: dict[str, Any] = {}
+        for f in dataclasses.fields(rule) if rule is not None else ():
+            value = getattr(rule, f.name)
+            if f.init:
+                params[f.name] = ({g.name: getattr(value, g.name) for g in dataclasses.fields(value) if g.init}
+                                  if dataclasses.is_dataclass(value) else value)
+        out["constraint"] = {"name": env["constraint"], **params}
+    out["models"] = {"student": model_digest(st["policy"]["model"]), "teacher": model_digest(st["env"]["teacher"])}
+    return json.loads(json.dumps(out, default=repr))  # tuples as lists: what a JSON record reads back
+
+
+_DIGESTS: dict[str, str | None] = {}
+
+
+def model_digest(spec: str) -> str | None:
+    """The first 16 hex digits of the SHA-256 of a local model's weight files (``*.safetensors``, ``*.bin``,
+    ``*.gguf``, sorted by name), None for a hub id (its revision is the hub's business); cached per process."""
+    from llm_cmdp_env.models import resolve_model
+
+    if spec not in _DIGESTS:
+        path = Path(resolve_model(spec))
+        files = sorted(p for pat in ("*.safetensors", "*.bin", "*.gguf") for p in path.glob(pat)) if path.is_dir() \
+            else []
+        if not files:
+            _DIGESTS[spec] = None
+        else:
+            h = hashlib.sha256()
+            for p in files:
+                h.update(p.name.encode())
+                with open(p, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            _DIGESTS[spec] = h.hexdigest()[:16]
+    return _DIGESTS[spec]
+
+
+def code_version() -> dict[str, Any] | None:
+    """The git commit of the package's checkout and whether it had uncommitted changes (None outside a git
+    checkout): provenance only, since a record stays valid across commits that do not change its ``resolved``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
 def read_record(path: str | Path, archive: str | Path | None = None) -> tuple[dict[str, Any], Path] | None:
     """A finished record and where it was read: ``path`` (the run folder's copy), else its ``archive`` copy (the
     config's ``archive`` folder, kept in git so that finished runs outlive the run folder); None when neither
@@ -253,6 +321,11 @@ def finished(job: dict[str, Any]) -> dict[str, Any] | None:
     if res.get("fingerprint") != fingerprint(job):
         raise ValueError(f"{path} was written with other settings than the config now gives (fingerprint "
                          f"{res.get('fingerprint')} vs {fingerprint(job)}); remove it or use another 'out'")
+    if "resolved" in res and res["resolved"] != resolved(job):  # records written before 2026-12-07 lack it
+        now = resolved(job)
+        changed = sorted(k for k in now if res["resolved"].get(k) != now[k])
+        raise ValueError(f"{path} was run with other defaults or model weights than the code and models now give "
+                         f"(differs in {changed}); remove it to run the job again, or restore what it ran with")
     if "updates" in res and "outside" not in job["settings"]:
         from llm_cmdp_agents.config import TrainConfig
 

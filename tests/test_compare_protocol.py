@@ -300,6 +300,18 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     path.write_text(json.dumps({**res, "updates": 0}))
     with pytest.raises(ValueError, match="0 of the 1 planned updates"):
         finished(job)
+    # a record run with another default (or other weights) than the code (and models) now give is refused
+    assert res["resolved"]["train"]["clip"] == 0.2 and res["resolved"]["models"]["student"]
+    assert res["code"] is None or len(res["code"]["commit"]) == 40
+    for where, key, value in (("train", "clip", 0.3), ("models", "student", "0" * 16), ("constraint", "unsafe_reward",
+                                                                                       -1.0)):
+        old = json.loads(json.dumps(res))
+        old["resolved"][where][key] = value
+        path.write_text(json.dumps(old))
+        with pytest.raises(ValueError, match=rf"other defaults or model weights .*\['{where}'\]"):
+            finished(job)
+    path.write_text(json.dumps({k: v for k, v in res.items() if k != "resolved"}))  # a record from before: read
+    assert finished(job)["per_problem"] == res["per_problem"]
     # the references: kept in the archive too, and checked against the model, env and problems asked for
     monkeypatch.undo()
     ref = {"out": str(out), "archive": base["archive"], "name": "student", "model": base["policy"]["model"],
