@@ -160,7 +160,8 @@ def machine() -> dict[str, Any]:
 TRACE_KEYS = ("update", "task_reward", "reward", "cost", "accuracy", "constraint_satisfaction", "lambda", "seconds")
 """What a run's ``train_trace`` keeps per update: the batch means of the task reward, the penalised reward the
 learner optimised, the episode cost, accuracy and per-episode constraint satisfaction, the Lagrange multiplier
-after the update's episodes (None without one) and the update's wall time."""
+the update's last episode ran with (fixed when that episode began: the value before the update's own dual
+step; None without one) and the update's wall time."""
 
 
 def train_trace(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
