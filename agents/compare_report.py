@@ -122,6 +122,18 @@ def _by_method(cfg: dict[str, Any], runs: list[dict[str, Any]], d: float,
     return out
 
 
+def _check_paired(ra: list[dict[str, Any]], rb: list[dict[str, Any]], a: str, b: str) -> None:
+    """Two methods are compared pair by pair (seed, problem): the same seeds and the same problems (split, n and,
+    where recorded, the evaluation task), else a clear error instead of a difference of unrelated draws."""
+    def key(runs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((r["seed"], r.get("split"), r.get("n"), r.get("eval_task")) for r in runs)
+
+    ka, kb = key(ra), key(rb)
+    if [k[:3] for k in ka] != [k[:3] for k in kb] or any(x[3] and y[3] and x[3] != y[3] for x, y in zip(ka, kb)):
+        raise ValueError(f"{a!r} and {b!r} are not paired: runs of seeds/splits/problem counts {[k[:3] for k in ka]} "
+                         f"vs {[k[:3] for k in kb]} (or other evaluation tasks)")
+
+
 def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[dict[str, Any]],
               reps: int = 2000, selection: dict[str, Any] | None = None,
               budgets: list[float] | None = None) -> dict[str, Any]:
@@ -157,6 +169,7 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[
         diffs = []
         for a, b in contrasts:
             if a in arrays and b in arrays:
+                _check_paired(by[a], by[b], a, b)
                 c: dict[str, Any] = {"a": a, "b": b}
                 for k in ("accuracy", "satisfaction", "safe_accuracy", "cost"):
                     c[k] = {**paired_difference(arrays[a][k], arrays[b][k], reps),

@@ -326,3 +326,15 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     assert compare._reference(ref)["per_problem"] == first["per_problem"]
     with pytest.raises(ValueError, match="student.json was written for another model"):
         compare._reference({**ref, "n": 3})
+
+
+def test_a_contrast_of_unpaired_runs_is_an_error():
+    from llm_cmdp_agents.compare_report import _check_paired
+
+    def runs(seeds, n=4, task="ArithmeticTask(split='test')"):
+        return [{"seed": s, "split": "test", "n": n, "eval_task": task} for s in seeds]
+
+    _check_paired(runs([1, 0]), runs([0, 1]), "a", "b")  # order does not matter
+    for other in (runs([0, 2]), runs([0, 1], n=5), runs([0, 1], task="ArithmeticTask(split='validation')")):
+        with pytest.raises(ValueError, match="not paired"):
+            _check_paired(runs([0, 1]), other, "a", "b")
