@@ -291,7 +291,9 @@ def code_version() -> dict[str, Any] | None:
 def read_record(path: str | Path, archive: str | Path | None = None) -> tuple[dict[str, Any], Path] | None:
     """A finished record and where it was read: ``path`` (the run folder's copy), else its ``archive`` copy (the
     config's ``archive`` folder, kept in git so that finished runs outlive the run folder); None when neither
-    exists. A file that is not a JSON object raises (it is never taken as "not run", nor as a result)."""
+    exists. A file that is not a JSON object raises (it is never taken as "not run", nor as a result), and so do
+    two copies that differ (one job run twice, e.g. on two machines: which one counts is the user's call)."""
+    found = []
     for p in (Path(path), None if archive is None else Path(archive)):
         if p is not None and p.is_file():
             try:
@@ -300,8 +302,11 @@ def read_record(path: str | Path, archive: str | Path | None = None) -> tuple[di
                 raise ValueError(f"{p} is not valid JSON ({e}): remove it to run that job again") from None
             if not isinstance(res, dict):
                 raise ValueError(f"{p} holds a {type(res).__name__}, not a run record: remove it to run again")
-            return res, p
-    return None
+            found.append((res, p))
+    if len(found) == 2 and found[0][0] != found[1][0]:
+        raise ValueError(f"{found[0][1]} and its archive copy {found[1][1]} differ (the job ran twice?): keep the one "
+                         "that counts and remove the other")
+    return found[0] if found else None
 
 
 def write_record(res: dict[str, Any], path: str | Path, archive: str | Path | None = None) -> None:

@@ -281,6 +281,10 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     assert res["machine"]["torch"] == torch.__version__ and res["machine"]["threads"] == 1 and res["machine"]["cpu"]
     archived = json.loads((tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json").read_text())
     assert archived == json.loads((out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json").read_text())
+    local = out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json"
+    local.write_text(json.dumps({**res, "accuracy": 1.0}))  # the job ran again elsewhere: which counts is unclear
+    with pytest.raises(ValueError, match="differ"):
+        finished(job)
     shutil.rmtree(out)  # the run folder is gone (a new machine): the archive answers, nothing is trained again
     monkeypatch.setattr(Trainer, "train", lambda self, updates=None: pytest.fail("a finished run was rerun"))
     assert compare.run_job(job)["per_problem"] == res["per_problem"]
