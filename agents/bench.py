@@ -148,8 +148,7 @@ def run_outside_job(job: dict[str, Any]) -> dict[str, Any]:
     writes and returns its ``eval.json`` record."""
     import torch
 
-    from llm_cmdp_agents.compare import machine
-    from llm_cmdp_agents.compare_plan import code_version, fingerprint, resolved, write_record
+    from llm_cmdp_agents.compare_plan import code_version, fingerprint, machine, resolved, write_record
     from llm_cmdp_agents.config import EnvConfig, EvalConfig, RunConfig, TrainConfig
     from llm_cmdp_agents.evaluate import evaluate_policy
     from llm_cmdp_agents.runs import make_env, make_eval_env

@@ -72,6 +72,7 @@ from llm_cmdp_agents.compare_plan import (
     fingerprint,
     finished,
     load_config,
+    machine,
     merge,
     plan_jobs,
     read_record,
@@ -137,24 +138,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 "fingerprint": fingerprint(job)})
     write_record(res, Path(job["run_dir"]) / "eval.json", job.get("archive"))
     return res
-
-
-def machine() -> dict[str, Any]:
-    """Where a run ran: the CPU model, torch's version and threads (another CPU's kernels round differently, so
-    runs of one config on two machines are equally valid samples but not bit-identical)."""
-    import platform
-
-    import torch
-
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in
-                                                  Path("/proc/cpuinfo").read_text().splitlines()[:40] if ":" in line)}
-        cpu, flags = info.get("model name", cpu), set(info.get("flags", "").split())
-    except OSError:
-        pass
-    simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
-    return {"cpu": cpu, "simd": simd, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 TRACE_KEYS = ("update", "task_reward", "reward", "cost", "accuracy", "constraint_satisfaction", "lambda", "seconds")

@@ -16,8 +16,8 @@ import numpy as np
 from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_version", "fingerprint", "finished",
-           "grid_points", "load_config", "merge", "method_id", "model_digest", "plan_jobs", "read_record", "resolved",
-           "select_settings", "settings", "slug", "test_budgets", "write_record"]
+           "grid_points", "load_config", "machine", "merge", "method_id", "model_digest", "plan_jobs", "read_record",
+           "resolved", "select_settings", "settings", "slug", "test_budgets", "write_record"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
@@ -270,6 +270,24 @@ def model_digest(spec: str) -> str | None:
                         h.update(chunk)
             _DIGESTS[spec] = h.hexdigest()[:16]
     return _DIGESTS[spec]
+
+
+def machine() -> dict[str, Any]:
+    """Where a run ran: the CPU model, torch's version and threads (another CPU's kernels round differently, so
+    runs of one config on two machines are equally valid samples but not bit-identical)."""
+    import platform
+
+    import torch
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in
+                                                  Path("/proc/cpuinfo").read_text().splitlines()[:40] if ":" in line)}
+        cpu, flags = info.get("model name", cpu), set(info.get("flags", "").split())
+    except OSError:
+        pass
+    simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    return {"cpu": cpu, "simd": simd, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def code_version() -> dict[str, Any] | None:
