@@ -58,8 +58,9 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
     :func:`~llm_cmdp_agents.compare_plan.method_id`), phase, seed, training
     budget (None: the method ignores it), grid setting, updates, divergence, training and evaluation seconds, the
     machine (CPU, SIMD level, torch version and threads; None for runs recorded before it was kept),
-    the metrics at every budget of the sweep (per-episode ``satisfaction`` and the expected-cost view
-    ``mean_cost_within``), the per-update training trace (``train_trace``: batch means and the multiplier) and
+    the metrics (per-episode ``satisfaction`` and the expected-cost view ``mean_cost_within``) at every budget of
+    the sweep for a run whose training ignores the budget and at its own budget for the others (a run trained for
+    d is its method's run at d only), the per-update training trace (``train_trace``: batch means and the multiplier) and
     the per-problem outcomes (``correct`` as a 0/1 string, ``cost`` rounded to 1e-4) they were computed from."""
     rows = []
     ids = {m["name"]: method_id(cfg, m) for m in cfg["methods"]}
@@ -72,7 +73,8 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
                          "updates": r.get("updates"), "divergence": r.get("divergence"),
                          "eval_seconds": r.get("eval_seconds"), "machine": r.get("machine"),
                          "mean_cost": r["mean_cost"], "mean_length": r["mean_length"],
-                         "at_budget": _score(r, cfg["budgets"]), "train_trace": r.get("train_trace"),
+                         "at_budget": _score(r, cfg["budgets"] if r["budget"] is None else [r["budget"]]),
+                         "train_trace": r.get("train_trace"),
                          "per_problem": _compact(r["per_problem"])})
     for r in references:
         rows.append({"phase": "reference", "method": r["method"], "method_id": r["method"], "seed": None,
