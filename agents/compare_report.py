@@ -61,7 +61,8 @@ def records(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) ->
     the metrics (per-episode ``satisfaction`` and the expected-cost view ``mean_cost_within``) at every budget of
     the sweep for a run whose training ignores the budget and at its own budget for the others (a run trained for
     d is its method's run at d only), the per-update training trace (``train_trace``: batch means and the
-    multiplier) and the per-problem outcomes (``correct`` as a 0/1 string, ``cost`` rounded to 1e-4) they were computed from."""
+    multiplier) and the per-problem outcomes (``correct`` as a 0/1 string, ``cost`` rounded to 1e-4) they were
+    computed from."""
     rows = []
     ids = {m["name"]: method_id(cfg, m) for m in cfg["methods"]}
     phases = (("validation", "test") if "validation" in cfg else ("test",))
