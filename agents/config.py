@@ -70,7 +70,9 @@ class TrainConfig:
     gamma, gae_lambda : float
         Discount and GAE lambda (PPO).
     normalise_advantages : bool
-        Whiten PPO advantages over the batch's tokens.
+        PPO and MiniLLM: whiten the advantages over the batch's tokens. GRPO: divide each group's centred returns
+        by the group's std (False: centred only, Dr. GRPO, so that a penalty's size ``lam * cost`` survives in
+        groups that tie on the task reward; :func:`~llm_cmdp_agents.grpo.group_advantages`).
     max_grad_norm : float
         Gradient clipping norm.
     temperature, top_p : float

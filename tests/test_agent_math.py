@@ -47,6 +47,21 @@ def test_group_advantages_by_hand():
     np.testing.assert_allclose(a[4:6], [0, 0])
     # group 2: mean 3, std 1
     np.testing.assert_allclose(a[6:], [-1, 1], atol=1e-9)
+    np.testing.assert_allclose(group_advantages(returns, groups, scale=False),
+                               [0.5, -0.5, -0.5, 0.5, 0, 0, -1, 1])
+
+
+@pytest.mark.parametrize("lam", [1e-6, 1e-4, 1e-3])
+def test_group_std_scaling_erases_the_size_of_a_penalty_in_a_tied_group(lam):
+    """Why fixed lambda under GRPO does not approach task-only RL as lam -> 0 (docs/results.md, round 2): four
+    completions that all solve the problem, with costs 20, 40, 300 and 340, get the same advantages for every
+    lam once divided by their std; centred only (Dr. GRPO) they shrink with lam."""
+    cost = np.array([20.0, 40.0, 300.0, 340.0])
+    groups = np.zeros(4, dtype=int)
+    scaled = group_advantages(1.0 - lam * cost, groups)
+    centred = -(cost - cost.mean()) / cost.std()
+    np.testing.assert_allclose(scaled, centred, rtol=0.02)  # size ~1 whatever lam is (eps = 1e-6 aside)
+    np.testing.assert_allclose(group_advantages(1.0 - lam * cost, groups, scale=False), -lam * (cost - cost.mean()))
 
 
 def test_clipped_policy_loss_by_hand():

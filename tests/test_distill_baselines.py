@@ -161,6 +161,17 @@ def test_minillm_and_grpo_plus_gkd_run_and_log_their_terms(tiny_dir, tiny_env_kw
     assert "distill_loss" not in _trainer(tiny_dir, tiny_env_kwargs, algo="grpo", group_size=2, updates=1).train()[0]
 
 
+def test_grpo_divides_by_the_group_std_only_with_normalise_advantages(tiny_dir, tiny_env_kwargs, monkeypatch):
+    import llm_cmdp_agents.grpo as grpo
+
+    seen = []
+    real = grpo.group_advantages
+    monkeypatch.setattr(grpo, "group_advantages", lambda *a, **k: seen.append(k["scale"]) or real(*a, **k))
+    for flag in (True, False):
+        _trainer(tiny_dir, tiny_env_kwargs, algo="grpo", group_size=2, normalise_advantages=flag, updates=1).train()
+    assert seen == [True, False]
+
+
 def test_distillation_settings_are_checked():
     with pytest.raises(ValueError, match="gkd_beta"):
         TrainConfig(algo="gkd", gkd_beta=1.5)
