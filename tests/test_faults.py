@@ -592,3 +592,17 @@ def test_a_reused_base_env_must_be_bare_and_of_the_asked_split(tiny_env_kwargs):
     with pytest.raises(ValueError, match="'train' split, 'test' was asked"):
         make_env(cfg, "test", base=train.unwrapped)
     assert make_env(cfg, "train", base=train.unwrapped).unwrapped is train.unwrapped
+
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
+    """``llm-cmdp ... | head``: the write that finds the pipe closed ends the command with status 1 and no
+    traceback (before: a BrokenPipeError traceback, then a second one from the exit's flush). The command here
+    prints 200 kB, more than a pipe holds, so its writes fail whether or not they start before the close."""
+    code = "from llm_cmdp_env import cli; cli.main = lambda: print('x' * 200_000) or 0; cli.run()"
+    job = subprocess.Popen([sys.executable, "-c", code], env=child_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    job.stdout.close()
+    err = job.stderr.read()
+    assert job.wait(timeout=120) == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -105,12 +105,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The console script ``llm-cmdp``: :func:`main`, with a bad setting, a missing file or an existing run folder
-    reported as one ``llm-cmdp: error: ...`` line (exit status 2) instead of a traceback."""
+    reported as one ``llm-cmdp: error: ...`` line (exit status 2) instead of a traceback. A reader that closes the
+    output early (``llm-cmdp ... | head``) ends the command quietly with exit status 1 (Python's recommended
+    handling of a broken pipe: stdout is pointed at /dev/null so that the exit's final flush cannot fail too)."""
     try:
         code = main()
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as e:
         print(f"llm-cmdp: error: {e}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     sys.exit(code)
 
 
