@@ -594,7 +594,6 @@ def test_a_reused_base_env_must_be_bare_and_of_the_asked_split(tiny_env_kwargs):
     assert make_env(cfg, "train", base=train.unwrapped).unwrapped is train.unwrapped
 
 
-
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
     """``llm-cmdp ... | head``: the write that finds the pipe closed ends the command with status 1 and no
     traceback (before: a BrokenPipeError traceback, then a second one from the exit's flush). The command here
