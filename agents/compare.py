@@ -17,7 +17,8 @@ Config (JSON)::
       "eval": {"split": "test", "n": 500, "batch_size": 100},
       "references": true,                         # also evaluate the untrained student and the teacher
       "equivalence_margin": 0.02,                 # "comparable accuracy": the 90% CI of the difference within ±0.02
-      "binding": {"unconstrained": "task only", "constrained": ["budget"], "min_violation": 0.1},  # (optional)
+      "binding": {"unconstrained": "task only", "constrained": ["budget"], "min_violation": 0.1,   # (optional)
+                  "exploratory": []},              # budgets tested whatever the check says, labelled so
       "methods": [
         {"name": "budget", "constraint": "budget",
          "grid": [{"constraint_kwargs": {"unsafe_reward": 0.0}}, {"constraint_kwargs": {"unsafe_reward": -0.5}},
@@ -44,7 +45,8 @@ validation split; the grid point with the highest validation *safe accuracy* (so
 validation seeds and problems; ties: the lower mean cost, then the first) is chosen per (method, d) and
 written to ``selection.json``; ``test`` first checks, with a ``binding`` section, which budgets bind without
 collapse on validation (``binding.json``: the unconstrained method violates d in at least ``min_violation`` of
-its episodes and every constrained method beats the untrained student's accuracy; the others are dropped),
+its episodes and every constrained method beats the untrained student's accuracy; the others are dropped,
+except those listed in ``exploratory``, which are tested and labelled exploratory in the report),
 then trains the chosen settings with every seed and evaluates on the test split; ``report`` writes
 ``records.jsonl`` (one line per run, with its training trace), ``results.json``, ``results.md`` (tables with
 95% bootstrap and per-seed t-intervals, both satisfaction views, the accuracy equivalence verdict) and the
@@ -220,11 +222,15 @@ def print_binding(result: dict[str, Any], progress: bool = True) -> None:
     collapse (the constrained methods' accuracy against the student's)?"""
     if not progress:
         return
+
+    def verdict(d: float, passes: bool) -> str:
+        return "test" if passes else "tested anyway (exploratory)" if d in result["test_budgets"] else "dropped"
+
     for d, row in result["budgets"].items():
         u = row["unconstrained"]
         accs = ", ".join(f"{n} {c['accuracy']:.3f}" for n, c in row["constrained"].items())
         print(f"budget {d}: unconstrained violates {u['violation']:.0%} of episodes (mean cost {u['mean_cost']:.1f}); "
-              f"{accs} vs student {row['student_accuracy']:.3f} -> {'test' if row['passes'] else 'dropped'}")
+              f"{accs} vs student {row['student_accuracy']:.3f} -> {verdict(float(d), row['passes'])}")
 
 
 # ---------------------------------------------------------------------------------------------- the driver

@@ -15,9 +15,9 @@ import numpy as np
 
 from llm_cmdp_env.atomic_io import write_json_atomic
 
-__all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_version", "fingerprint", "finished",
-           "grid_points", "load_config", "machine", "merge", "method_id", "model_digest", "plan_jobs", "read_record",
-           "resolved", "select_settings", "settings", "slug", "test_budgets", "write_record"]
+__all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_version", "exploratory", "fingerprint",
+           "finished", "grid_points", "load_config", "machine", "merge", "method_id", "model_digest", "plan_jobs",
+           "read_record", "resolved", "select_settings", "settings", "slug", "test_budgets", "write_record"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
@@ -83,6 +83,10 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{where}: binding needs 'unconstrained' (a method name) and 'constrained' (method "
                              f"names) among {sorted(names)}, got {b}")
         b.setdefault("min_violation", 0.1)
+        b.setdefault("exploratory", [])
+        if any(float(d) not in [float(x) for x in cfg["budgets"]] for d in b["exploratory"]):
+            raise ValueError(f"{where}: binding.exploratory {b['exploratory']} must be among the budgets "
+                             f"{cfg['budgets']}")
     if "equivalence_margin" in cfg and not float(cfg["equivalence_margin"]) > 0:
         raise ValueError(f"{where}: equivalence_margin must be > 0, got {cfg['equivalence_margin']!r}")
     return cfg
@@ -402,6 +406,11 @@ def select_settings(cfg: dict[str, Any], out: Path) -> dict[str, dict[str, dict[
 
 
 # ---------------------------------------------------------------------------------------------- binding budgets
+def exploratory(cfg: dict[str, Any], d: float) -> bool:
+    """Whether budget ``d`` is one the config tests whatever the binding check says (``binding.exploratory``)."""
+    return float(d) in [float(x) for x in (cfg.get("binding") or {}).get("exploratory", [])]
+
+
 def test_budgets(cfg: dict[str, Any], out: Path) -> list[float]:
     """The budgets of the test phase: the config's, or, with a ``binding`` section, those that passed the
     binding check on validation (``binding.json``, written by :func:`check_binding`)."""
@@ -419,8 +428,9 @@ def check_binding(cfg: dict[str, Any], out: Path, student: dict[str, Any]) -> di
     validation problems. A budget d passes when (1) the unconstrained method (its most accurate validation
     setting) violates it: at least ``min_violation`` of its episodes cost more than d (per episode; whether its
     mean cost exceeds d, the expected-cost view, is recorded too), and (2) every constrained method, with the
-    setting chosen for d, is more accurate than the student. Writes ``binding.json`` (with ``test_budgets``);
-    raises when no budget passes."""
+    setting chosen for d, is more accurate than the student. A budget listed in ``exploratory`` is tested
+    whatever the check says (the report labels it exploratory: not part of the protocol's answer). Writes
+    ``binding.json`` (with ``test_budgets``); raises when no budget is to be tested."""
     from llm_cmdp_agents.compare_stats import metric_arrays
 
     spec = cfg["binding"]
@@ -453,8 +463,9 @@ def check_binding(cfg: dict[str, Any], out: Path, student: dict[str, Any]) -> di
         row["beats_student"] = all(c["accuracy"] > student_acc for c in row["constrained"].values())
         row["passes"] = row["binds_per_episode"] and row["beats_student"]
         table[f"{d:g}"] = row
-    result = {"rule": dict(spec), "budgets": table, "test_budgets": [float(d) for d in cfg["budgets"]
-                                                                     if table[f"{d:g}"]["passes"]]}
+    explore = [float(d) for d in spec.get("exploratory", [])]
+    result = {"rule": dict(spec), "budgets": table,
+              "test_budgets": [float(d) for d in cfg["budgets"] if table[f"{d:g}"]["passes"] or float(d) in explore]}
     write_json_atomic(Path(out) / "binding.json", result)
     if not result["test_budgets"]:
         raise RuntimeError(f"no budget of {cfg['budgets']} binds without collapse on validation: {table}")

@@ -73,8 +73,9 @@ def plot_frontier(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> P
                 ax.plot([p[0] for p in f], [p[1] for p in f], "-", color="0.5", lw=1.2, zorder=0,
                         label="frontier (non-dominated methods)" if (j == 0 and higher) else None)
         bottom.axvline(float(d), color="k", ls="--", lw=1, label="budget d" if j == 0 else None)
-        top.set_title(f"d = {d}: per episode (share with summed cost <= d)", fontsize=9)
-        bottom.set_title(f"d = {d}: in expectation (mean cost vs d)", fontsize=9)
+        tag = " (exploratory)" if summary[d].get("exploratory") else ""
+        top.set_title(f"d = {d}{tag}: per episode (share with summed cost <= d)", fontsize=9)
+        bottom.set_title(f"d = {d}{tag}: in expectation (mean cost vs d)", fontsize=9)
         top.set_xlabel("constraint satisfaction (test episodes with cost <= d)")
         bottom.set_xlabel("mean episode cost (test)")
         for ax in (top, bottom):
@@ -119,7 +120,8 @@ def plot_forest(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> Pat
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     axes[0][0].set_yticks(ys)
-    axes[0][0].set_yticklabels([f"d={d}: {c['a']} − {c['b']}" for d, c in rows], fontsize=8)
+    axes[0][0].set_yticklabels([f"d={d}{' (exploratory)' if summary[d].get('exploratory') else ''}: "
+                                f"{c['a']} − {c['b']}" for d, c in rows], fontsize=8)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

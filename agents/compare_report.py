@@ -12,6 +12,7 @@ import numpy as np
 
 from llm_cmdp_agents.compare_plan import (
     budget_free,
+    exploratory,
     finished,
     method_id,
     plan_jobs,
@@ -145,7 +146,8 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[
     and the paired differences of ``cfg["contrasts"]`` (default: the first method against each other one), each
     with the bootstrap interval, the per-seed t-interval and, on accuracy, the equivalence verdict against
     ``cfg["equivalence_margin"]`` (when given). ``selection``: the settings chosen on validation
-    (:func:`~llm_cmdp_agents.compare_plan.select_settings`; None: each grid's first)."""
+    (:func:`~llm_cmdp_agents.compare_plan.select_settings`; None: each grid's first). ``exploratory``: whether
+    the config tests d whatever the binding check says (``binding.exploratory``)."""
     names = [m["name"] for m in cfg["methods"]]
     contrasts = cfg.get("contrasts") or [[names[0], n] for n in names[1:]]
     margin = cfg.get("equivalence_margin")
@@ -182,7 +184,7 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]], references: list[
                                                                        float(margin), reps)
                     c["claim"] = claim_verdict(c)
                 diffs.append(c)
-        out[f"{d:g}"] = {"methods": table, "contrasts": diffs}
+        out[f"{d:g}"] = {"methods": table, "contrasts": diffs, "exploratory": exploratory(cfg, d)}
     return out
 
 
@@ -202,7 +204,9 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
     lines = []
     margin = cfg.get("equivalence_margin")
     for d, part in summary.items():
-        lines += [f"### Budget d = {d} (summed episode cost <= {d})", "",
+        note = (" — exploratory: tested whatever the binding check says, not part of the protocol's answer"
+                if part.get("exploratory") else "")
+        lines += [f"### Budget d = {d} (summed episode cost <= {d}){note}", "",
                   "| method | chosen setting | accuracy | satisfaction (per episode) | mean cost | mean cost <= d? "
                   "(seeds) | solved within budget | accuracy per seed (std) | train s/run |",
                   "|---|---|---|---|---|---|---|---|---|"]

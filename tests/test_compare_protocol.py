@@ -136,7 +136,7 @@ def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tm
 
 
 def test_the_binding_check_keeps_only_budgets_that_bind_without_collapse(tmp_path):
-    from llm_cmdp_agents.compare_plan import check_binding, plan_jobs, test_budgets
+    from llm_cmdp_agents.compare_plan import check_binding, exploratory, plan_jobs, test_budgets
 
     cfg = _cfg(binding={"unconstrained": "u", "constrained": ["c"]})
     assert cfg["binding"]["min_violation"] == 0.1
@@ -158,6 +158,12 @@ def test_the_binding_check_keeps_only_budgets_that_bind_without_collapse(tmp_pat
     # a student as accurate as the constrained method: every budget collapses, and the check says so
     with pytest.raises(RuntimeError, match="binds without collapse"):
         check_binding(cfg, tmp_path, {"per_problem": {"correct": [1, 1, 1, 0], "cost": [1, 1, 1, 1]}})
+    # a budget the config lists as exploratory is tested although it fails the check, and the report says so
+    cfg["binding"]["exploratory"] = [20]
+    assert check_binding(cfg, tmp_path, student)["test_budgets"] == [10.0, 20.0]
+    assert test_budgets(cfg, tmp_path) == [10.0, 20.0] and exploratory(cfg, 20) and not exploratory(cfg, 10)
+    with pytest.raises(ValueError, match="exploratory"):
+        _cfg(binding={"unconstrained": "u", "constrained": ["c"], "exploratory": [30]})
 
 
 def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_the_plots(tmp_path):
@@ -187,6 +193,11 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
     assert "mean cost <= d?" in md and "satisfied (100%)" in md and "; t [" in md and "**" in md
     assert "a vs b (the claim)" in md and f" {c['claim']} |" in md  # the pre-stated claim, per contrast
     assert "(edge)" in md  # every choice sat at an edge of its two-point grid
+    assert "exploratory" not in md and summary["20"]["exploratory"] is False
+    explore = {**cfg, "binding": {"unconstrained": "u", "constrained": ["c"], "exploratory": [20]}}
+    labelled = summarise(explore, _runs(cfg, tmp_path, "test"), [], reps=200, selection=chosen)
+    assert labelled["20"]["exploratory"] and not labelled["10"]["exploratory"]
+    assert "d = 20 (summed episode cost <= 20) — exploratory" in markdown_report(explore, labelled)
     from llm_cmdp_agents.compare_report import compute_summary
 
     everything = records(cfg, tmp_path, [])
