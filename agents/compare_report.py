@@ -238,19 +238,28 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _machine(r: dict[str, Any]) -> str:
+    m = r.get("machine")
+    return "not recorded" if not m else f"{m.get('cpu')} {m.get('simd')}, {m.get('threads')} thread(s)"
+
+
 def compute_summary(recs: list[dict[str, Any]]) -> str:
     """What the sweep cost: per phase the runs and their summed training and evaluation time (each run's own
-    wall time on one process; runs in parallel overlap), and the mean training time per run of each method."""
+    wall time on one process; runs in parallel overlap), and the mean training time per run of each method, per
+    phase and machine (times compare only within one machine and one phase: the same load beside them)."""
     lines = ["| phase | runs | training (min, summed) | evaluation (min, summed) |", "|---|---|---|---|"]
     for phase in ("validation", "test"):
         rs = [r for r in recs if r["phase"] == phase]
         if rs:
             lines.append(f"| {phase} | {len(rs)} | {sum(r['train_seconds'] for r in rs) / 60:.1f} | "
                          f"{sum(r.get('eval_seconds') or 0.0 for r in rs) / 60:.1f} |")
-    lines += ["", "| method | runs | training s/run (mean) |", "|---|---|---|"]
-    for name in dict.fromkeys(r["method"] for r in recs if r["phase"] in ("validation", "test")):
-        rs = [r for r in recs if r["method"] == name and r["phase"] in ("validation", "test")]
-        lines.append(f"| {name} | {len(rs)} | {np.mean([r['train_seconds'] for r in rs]):.0f} |")
+    lines += ["", "| method | phase | machine | runs | training s/run (mean) |", "|---|---|---|---|---|"]
+    for phase in ("test", "validation"):
+        for name in dict.fromkeys(r["method"] for r in recs if r["phase"] == phase):
+            rs = [r for r in recs if r["method"] == name and r["phase"] == phase]
+            for where in dict.fromkeys(_machine(r) for r in rs):
+                here = [r["train_seconds"] for r in rs if _machine(r) == where]
+                lines.append(f"| {name} | {phase} | {where} | {len(here)} | {np.mean(here):.0f} |")
     return "\n".join(lines) + "\n"
 
 

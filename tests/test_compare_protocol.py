@@ -202,6 +202,10 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
 
     everything = records(cfg, tmp_path, [])
     assert "| validation | 6 |" in compute_summary(everything) and "| test | 6 |" in compute_summary(everything)
+    assert "| c | test | not recorded | 4 |" in compute_summary(everything)  # no machine field: not pooled
+    timed = [{**r, "machine": {"cpu": "X", "simd": "avx2", "threads": 1}, "train_seconds": 9.0}
+             for r in everything[:1]] + everything
+    assert "| X avx2, 1 thread(s) | 1 | 9 |" in compute_summary(timed)  # times are per machine
     recs = [r for r in everything if r["phase"] == "test"]
     assert recs[0]["train_trace"] == trace and "mean_cost_within" in recs[0]["at_budget"]["10"]
     for fn, args in ((plot_frontier, (cfg, summary)), (plot_forest, (cfg, summary)),
