@@ -165,8 +165,9 @@ def plot_traces(cfg: dict[str, Any], records: list[dict[str, Any]], summary: dic
                 ax.plot(np.arange(1, n + 1), np.nanmean([s[:n] for s in series], axis=0), "-",
                         color=colors.get(name), lw=1.8, label=name)
         bottom.axhline(float(d), color="k", ls="--", lw=1, label="budget d")
-        top.set_title(f"d = {d}: Lagrange multiplier after each update", fontsize=9)
-        bottom.set_title(f"d = {d}: training mean episode cost per update", fontsize=9)
+        tag = " (exploratory)" if summary[d].get("exploratory") else ""
+        top.set_title(f"d = {d}{tag}: Lagrange multiplier after each update", fontsize=9)
+        bottom.set_title(f"d = {d}{tag}: training mean episode cost per update", fontsize=9)
         for ax, lab in ((top, "lambda"), (bottom, "mean episode cost (sampled batch)")):
             ax.set_xlabel("update")
             ax.set_ylabel(lab)
