@@ -84,7 +84,7 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
                              f"names) among {sorted(names)}, got {b}")
         b.setdefault("min_violation", 0.1)
         b.setdefault("exploratory", [])
-        if any(float(d) not in [float(x) for x in cfg["budgets"]] for d in b["exploratory"]):
+        if not set(map(float, b["exploratory"])) <= set(map(float, cfg["budgets"])):
             raise ValueError(f"{where}: binding.exploratory {b['exploratory']} must be among the budgets "
                              f"{cfg['budgets']}")
     if "equivalence_margin" in cfg and not float(cfg["equivalence_margin"]) > 0:
@@ -463,9 +463,8 @@ def check_binding(cfg: dict[str, Any], out: Path, student: dict[str, Any]) -> di
         row["beats_student"] = all(c["accuracy"] > student_acc for c in row["constrained"].values())
         row["passes"] = row["binds_per_episode"] and row["beats_student"]
         table[f"{d:g}"] = row
-    explore = [float(d) for d in spec.get("exploratory", [])]
     result = {"rule": dict(spec), "budgets": table,
-              "test_budgets": [float(d) for d in cfg["budgets"] if table[f"{d:g}"]["passes"] or float(d) in explore]}
+              "test_budgets": [float(d) for d in cfg["budgets"] if table[f"{d:g}"]["passes"] or exploratory(cfg, d)]}
     write_json_atomic(Path(out) / "binding.json", result)
     if not result["test_budgets"]:
         raise RuntimeError(f"no budget of {cfg['budgets']} binds without collapse on validation: {table}")

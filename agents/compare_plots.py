@@ -42,6 +42,11 @@ def frontier(points: list[tuple[float, float]], higher_x: bool = True) -> list[t
     return sorted(set(keep))
 
 
+def _tag(summary: dict[str, Any], d: str) -> str:
+    """What a budget's titles and labels say after "d = ...": whether the config tests it as exploratory."""
+    return " (exploratory)" if summary[d].get("exploratory") else ""
+
+
 def _errorbar(ax: Any, x: dict[str, Any], y: dict[str, Any], **kw: Any) -> None:
     ax.errorbar([x["mean"]], [y["mean"]], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
                 yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], capsize=2, **kw)
@@ -73,9 +78,8 @@ def plot_frontier(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> P
                 ax.plot([p[0] for p in f], [p[1] for p in f], "-", color="0.5", lw=1.2, zorder=0,
                         label="frontier (non-dominated methods)" if (j == 0 and higher) else None)
         bottom.axvline(float(d), color="k", ls="--", lw=1, label="budget d" if j == 0 else None)
-        tag = " (exploratory)" if summary[d].get("exploratory") else ""
-        top.set_title(f"d = {d}{tag}: per episode (share with summed cost <= d)", fontsize=9)
-        bottom.set_title(f"d = {d}{tag}: in expectation (mean cost vs d)", fontsize=9)
+        top.set_title(f"d = {d}{_tag(summary, d)}: per episode (share with summed cost <= d)", fontsize=9)
+        bottom.set_title(f"d = {d}{_tag(summary, d)}: in expectation (mean cost vs d)", fontsize=9)
         top.set_xlabel("constraint satisfaction (test episodes with cost <= d)")
         bottom.set_xlabel("mean episode cost (test)")
         for ax in (top, bottom):
@@ -120,8 +124,7 @@ def plot_forest(cfg: dict[str, Any], summary: dict[str, Any], path: Path) -> Pat
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     axes[0][0].set_yticks(ys)
-    axes[0][0].set_yticklabels([f"d={d}{' (exploratory)' if summary[d].get('exploratory') else ''}: "
-                                f"{c['a']} − {c['b']}" for d, c in rows], fontsize=8)
+    axes[0][0].set_yticklabels([f"d={d}{_tag(summary, d)}: {c['a']} − {c['b']}" for d, c in rows], fontsize=8)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -165,9 +168,8 @@ def plot_traces(cfg: dict[str, Any], records: list[dict[str, Any]], summary: dic
                 ax.plot(np.arange(1, n + 1), np.nanmean([s[:n] for s in series], axis=0), "-",
                         color=colors.get(name), lw=1.8, label=name)
         bottom.axhline(float(d), color="k", ls="--", lw=1, label="budget d")
-        tag = " (exploratory)" if summary[d].get("exploratory") else ""
-        top.set_title(f"d = {d}{tag}: Lagrange multiplier after each update", fontsize=9)
-        bottom.set_title(f"d = {d}{tag}: training mean episode cost per update", fontsize=9)
+        top.set_title(f"d = {d}{_tag(summary, d)}: Lagrange multiplier after each update", fontsize=9)
+        bottom.set_title(f"d = {d}{_tag(summary, d)}: training mean episode cost per update", fontsize=9)
         for ax, lab in ((top, "lambda"), (bottom, "mean episode cost (sampled batch)")):
             ax.set_xlabel("update")
             ax.set_ylabel(lab)

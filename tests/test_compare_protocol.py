@@ -198,6 +198,8 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
     labelled = summarise(explore, _runs(cfg, tmp_path, "test"), [], reps=200, selection=chosen)
     assert labelled["20"]["exploratory"] and not labelled["10"]["exploratory"]
     assert "d = 20 (summed episode cost <= 20) — exploratory" in markdown_report(explore, labelled)
+    for fn in (plot_frontier, plot_forest):  # the plots label the exploratory budget too
+        assert fn(explore, labelled, tmp_path / f"explore_{fn.__name__}.png").stat().st_size > 0
     from llm_cmdp_agents.compare_report import compute_summary
 
     everything = records(cfg, tmp_path, [])
