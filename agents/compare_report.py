@@ -265,7 +265,9 @@ def compute_summary(recs: list[dict[str, Any]]) -> str:
 
 def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``records.jsonl``, ``results.json``, ``results.md`` and the plots (``pareto.png``: the frontier per
-    budget; ``forest.png``: the paired differences; ``lambda.png``: the training traces) under ``out``."""
+    budget; ``forest.png``: the paired differences; ``lambda.png``: the training traces) under ``out``. With a
+    ``binding`` section, ``results.json`` also holds the binding check (``binding.json``) that chose the tested
+    budgets, so the verdicts results.md quotes from validation travel with the committed results."""
     from llm_cmdp_agents.compare_plots import plot_forest, plot_frontier, plot_traces
 
     selection = select_settings(cfg, out) if "validation" in cfg else None
@@ -281,6 +283,8 @@ def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]
     plot_forest(cfg, summary, Path(paths["forest"]))
     plot_traces(cfg, [r for r in recs if r["phase"] == "test"], summary, Path(paths["traces"]))
     results = {"config": cfg, "summary": summary, "selection": selection, "paths": paths, "markdown": md}
+    if "binding" in cfg:
+        results["binding"] = json.loads((out / "binding.json").read_text())
     write_json_atomic(paths["json"], results)
     return results
 

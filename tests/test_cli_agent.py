@@ -90,6 +90,8 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
                   "checkpoint_every": 0},
         "validation": {"split": "validation", "n": 3, "seeds": [7]},
         "eval": {"split": "test", "n": 3},
+        # the tiny models need not bind: both budgets are tested whatever the check says
+        "binding": {"unconstrained": "task only", "constrained": ["budget reward"], "exploratory": [40.0, 60.0]},
         "methods": [
             {"name": "budget reward", "constraint": "budget",
              "grid": [{"constraint_kwargs": {"unsafe_reward": 0.0}}, {"constraint_kwargs": {"unsafe_reward": -1.0}}]},
@@ -123,6 +125,8 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
         for at in r["at_budget"].values():
             assert at["safe_accuracy"] <= min(at["accuracy"], at["satisfaction"])
     res = json.loads((out / "results.json").read_text())
+    assert res["binding"] == json.loads((out / "binding.json").read_text())  # the check travels with the results
+    assert res["binding"]["test_budgets"] == [40.0, 60.0] and set(res["binding"]["budgets"]) == {"40", "60"}
     row = res["summary"]["40"]["methods"]["budget reward"]
     assert row["seeds"] == 2 and row["accuracy"]["low"] <= row["accuracy"]["mean"] <= row["accuracy"]["high"]
     assert (out / "pareto.png").stat().st_size > 1000

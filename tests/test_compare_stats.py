@@ -207,11 +207,13 @@ def _agrees(new, old, path=""):
         assert new == old, (path, new, old)
 
 
-def test_the_committed_comparison_results_recompute_from_the_committed_records():
+def test_the_committed_comparison_results_recompute_from_the_committed_records(tmp_path):
     """Every results file in docs/data/ (what docs/results.md quotes) is what the report computes from the records
     committed beside it: no figure in the docs rests on a run folder that is gone. Round-1 files predate the
     report's markdown, the t-intervals and the records' ``grid_index`` (the place of the record's grid point in its
-    method's grid); their figures must agree to the records' rounding, later ones exactly."""
+    method's grid); their figures must agree to the records' rounding, later ones exactly. A results file with a
+    binding check (which budgets were tested) must also be what the check computes from the committed per-run
+    archive and the untrained student's validation record in it."""
     import json
     from pathlib import Path
 
@@ -235,3 +237,11 @@ def test_the_committed_comparison_results_recompute_from_the_committed_records()
             assert json.loads(json.dumps(summary)) == res["summary"] and md == res["markdown"], results.name
         else:
             _agrees(json.loads(json.dumps(summary)), res["summary"])
+        if "binding" in res:
+            from llm_cmdp_agents.compare_plan import check_binding
+
+            archive = data.parent.parent / res["config"]["archive"]
+            student = json.loads((archive / "references" / "student_validation.json").read_text())
+            check = check_binding({**res["config"], "archive": str(archive)}, tmp_path / results.stem, student)
+            assert json.loads(json.dumps(check)) == res["binding"], results.name
+            assert res["binding"]["test_budgets"] == budgets, results.name
