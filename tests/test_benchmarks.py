@@ -1,5 +1,6 @@
 """benchmarks/throughput.py and benchmarks/gpu_summary.py: the plumbing a GPU session relies on, checked on the CPU
-(smoke sizes: the figures mean nothing, the structure, the per-stage saving and the verdicts do)."""
+(smoke sizes: the figures mean nothing, the structure, the per-stage saving and the verdicts do); and
+benchmarks/compare_replicates.py, the check that repeated compare runs give the same numbers."""
 
 from __future__ import annotations
 
@@ -122,3 +123,30 @@ def test_summary_verdicts_merge_runs_and_survive_missing_or_broken_files(gpu_sum
     assert "peak GiB fast_path 2.50; growth over 4 episodes GiB batch 8: +0.000" in text
     assert "6. both Qwen2 shapes measured: no" in text
     assert "train_ppo: accuracy 0.500 -> 0.520, 33 s for 10 updates" in text
+
+
+def test_compare_replicates_finds_equal_and_differing_repeats_of_a_run(tmp_path, capsys):
+    """Two archives holding one run each twice: identical repeats pass; a changed per-problem cost or trace value
+    (not the wall time) fails with exit 1 and names the field; archives that share no run exit 2."""
+    rep = _load("compare_replicates")
+    src = ROOT / "docs" / "data" / "compare_binding" / "test" / "budget-reward" / "g0_d400"
+    r0, r1 = (json.loads((src / f"seed_{s}.json").read_text()) for s in (0, 1))
+    for root in ("a", "b"):
+        for r in (r0, r1):
+            path = tmp_path / root / "test" / f"seed_{r['seed']}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+    again = dict(r1, train_seconds=r1["train_seconds"] + 99.0)  # only the wall time differs: still identical
+    again["train_trace"] = dict(r1["train_trace"], seconds=[0.0] * len(r1["train_trace"]["seconds"]))
+    (tmp_path / "b" / "test" / "seed_1.json").write_text(json.dumps(again))
+    assert rep.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["identical"] == 2
+    changed = json.loads(json.dumps(r0))
+    changed["per_problem"]["cost"][3] += 0.5
+    changed["train_trace"]["lambda"] = [1.0] * len(r0["train_trace"]["update"])
+    (tmp_path / "b" / "test" / "seed_0.json").write_text(json.dumps(changed))
+    assert rep.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS in per_problem.cost, train_trace.lambda" in out and "1 of 2 replicated runs identical" in out
+    (tmp_path / "c").mkdir()
+    assert rep.main([str(tmp_path / "a"), str(tmp_path / "c")]) == 2
