@@ -17,7 +17,8 @@ from llm_cmdp_env.atomic_io import write_json_atomic
 
 __all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_version", "exploratory", "fingerprint",
            "finished", "grid_points", "load_config", "machine", "merge", "method_id", "model_digest", "plan_jobs",
-           "read_record", "resolved", "select_settings", "settings", "slug", "test_budgets", "write_record"]
+           "read_binding", "read_record", "resolved", "select_settings", "settings", "slug", "test_budgets",
+           "write_record"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
                 "axis_bounds", "budget", "outside"}
@@ -411,15 +412,20 @@ def exploratory(cfg: dict[str, Any], d: float) -> bool:
     return float(d) in [float(x) for x in (cfg.get("binding") or {}).get("exploratory", [])]
 
 
-def test_budgets(cfg: dict[str, Any], out: Path) -> list[float]:
-    """The budgets of the test phase: the config's, or, with a ``binding`` section, those that passed the
-    binding check on validation (``binding.json``, written by :func:`check_binding`)."""
-    if "binding" not in cfg:
-        return cfg["budgets"]
+def read_binding(out: Path) -> dict[str, Any]:
+    """The binding check the test phase ran on validation (``binding.json``, written by :func:`check_binding`)."""
     path = Path(out) / "binding.json"
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: `--phase test` checks on validation which budgets bind first")
-    return [float(d) for d in json.loads(path.read_text())["test_budgets"]]
+    return json.loads(path.read_text())
+
+
+def test_budgets(cfg: dict[str, Any], out: Path) -> list[float]:
+    """The budgets of the test phase: the config's, or, with a ``binding`` section, those that passed the
+    binding check on validation (:func:`read_binding`)."""
+    if "binding" not in cfg:
+        return cfg["budgets"]
+    return [float(d) for d in read_binding(out)["test_budgets"]]
 
 
 def check_binding(cfg: dict[str, Any], out: Path, student: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from llm_cmdp_agents.compare_plan import (
     finished,
     method_id,
     plan_jobs,
+    read_binding,
     select_settings,
     test_budgets,
 )
@@ -284,7 +285,7 @@ def write_report(cfg: dict[str, Any], out: Path, references: list[dict[str, Any]
     plot_traces(cfg, [r for r in recs if r["phase"] == "test"], summary, Path(paths["traces"]))
     results = {"config": cfg, "summary": summary, "selection": selection, "paths": paths, "markdown": md}
     if "binding" in cfg:
-        results["binding"] = json.loads((out / "binding.json").read_text())
+        results["binding"] = read_binding(out)
     write_json_atomic(paths["json"], results)
     return results
 

@@ -19,15 +19,21 @@ from typing import Any
 
 
 def records(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """``{fingerprint: (path, record)}`` of every finished run under ``root`` (archive ``*.json`` or ``eval.json``)."""
-    out = {}
+    """``{fingerprint: (path, record)}`` of every finished run under ``root`` (archive ``*.json`` or ``eval.json``),
+    read as the sweep reads them (:func:`~llm_cmdp_agents.compare_plan.read_record`): a file that is not a JSON
+    object raises, never counts as "not run". A run folder's ``eval.json`` and an archive copy of the same run
+    under one root must agree."""
+    from llm_cmdp_agents.compare_plan import read_record
+
+    out: dict[str, tuple[Path, dict[str, Any]]] = {}
     for p in sorted(root.rglob("*.json")):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(r, dict) and "fingerprint" in r and "per_problem" in r:
-            out[r["fingerprint"]] = (p, r)
+        r, _ = read_record(p)
+        if "fingerprint" not in r or "per_problem" not in r:
+            continue  # not a run record (selection.json, binding.json, results.json, ...)
+        f = r["fingerprint"]
+        if f in out and out[f][1] != r:
+            raise ValueError(f"{out[f][0]} and {p} are one run (fingerprint {f}) with different records under {root}")
+        out[f] = (p, r)
     return out
 
 

@@ -150,3 +150,10 @@ def test_compare_replicates_finds_equal_and_differing_repeats_of_a_run(tmp_path,
     assert "DIFFERS in per_problem.cost, train_trace.lambda" in out and "1 of 2 replicated runs identical" in out
     (tmp_path / "c").mkdir()
     assert rep.main([str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    (tmp_path / "c" / "seed_9.json").write_text('{"fingerprint": ')  # a truncated record is an error, not skipped
+    with pytest.raises(ValueError, match="not valid JSON"):
+        rep.main([str(tmp_path / "a"), str(tmp_path / "c")])
+    (tmp_path / "c" / "seed_9.json").write_text(json.dumps(changed))  # one run, two different records in a root
+    (tmp_path / "c" / "copy.json").write_text(json.dumps(r0))
+    with pytest.raises(ValueError, match="one run .* with different records"):
+        rep.main([str(tmp_path / "a"), str(tmp_path / "c")])
