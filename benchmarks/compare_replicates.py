@@ -15,40 +15,46 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_cmdp_agents.experiments.records import RunRecord
 
 
-def records(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+def records(root: Path) -> dict[str, tuple[Path, RunRecord]]:
     """``{fingerprint: (path, record)}`` of every finished run under ``root`` (archive ``*.json`` or ``eval.json``),
-    read as the sweep reads them (:func:`~llm_cmdp_agents.compare_plan.read_record`): a file that is not a JSON
-    object raises, never counts as "not run". A run folder's ``eval.json`` and an archive copy of the same run
-    under one root must agree."""
-    from llm_cmdp_agents.compare_plan import read_record
+    read as the sweep reads them (:func:`~llm_cmdp_agents.experiments.records.read_json_record`): a file that is not
+    a JSON object raises, never counts as "not run". A run folder's ``eval.json`` and an archive copy of the same
+    run under one root must agree."""
+    from llm_cmdp_agents.experiments.records import RunRecord, read_json_record
 
-    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    out: dict[str, tuple[Path, RunRecord]] = {}
     for p in sorted(root.rglob("*.json")):
-        r, _ = read_record(p)
-        if "fingerprint" not in r or "per_problem" not in r:
-            continue  # not a run record (selection.json, binding.json, results.json, ...)
-        f = r["fingerprint"]
-        if f in out and out[f][1] != r:
-            raise ValueError(f"{out[f][0]} and {p} are one run (fingerprint {f}) with different records under {root}")
-        out[f] = (p, r)
+        found = read_json_record(p)
+        assert found is not None
+        raw = found[0]
+        if "fingerprint" not in raw or "per_problem" not in raw or "phase" not in raw:
+            continue  # not a run record (selection.json, binding.json, results.json, a reference, ...)
+        r = RunRecord.from_dict(raw, str(p))
+        if r.fingerprint in out and out[r.fingerprint][1] != r:
+            raise ValueError(f"{out[r.fingerprint][0]} and {p} are one run (fingerprint {r.fingerprint}) with "
+                             f"different records under {root}")
+        out[r.fingerprint] = (p, r)
     return out
 
 
-def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def compare(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     """Where two records of one run differ: per-problem fields, then the training trace without wall time."""
-    diffs = [f"per_problem.{k}" for k in sorted(set(a["per_problem"]) | set(b["per_problem"]))
-             if a["per_problem"].get(k) != b["per_problem"].get(k)]
-    ta, tb = a.get("train_trace", {}), b.get("train_trace", {})
+    pa, pb = a.per_problem.to_dict(), b.per_problem.to_dict()
+    diffs = [f"per_problem.{k}" for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
+    ta, tb = a.train_trace or {}, b.train_trace or {}
     diffs += [f"train_trace.{k}" for k in sorted(set(ta) | set(tb)) if k != "seconds" and ta.get(k) != tb.get(k)]
-    cost_a, cost_b = a["per_problem"]["cost"], b["per_problem"]["cost"]
-    return {"method": a["method"], "budget": a.get("budget"), "seed": a["seed"], "identical": not diffs,
-            "differs_in": diffs, "accuracy": [a["accuracy"], b["accuracy"]],
+    cost_a, cost_b = a.per_problem.cost, b.per_problem.cost
+    return {"method": a.method, "budget": a.budget, "seed": a.seed, "identical": not diffs,
+            "differs_in": diffs, "accuracy": [a.accuracy, b.accuracy],
             "max_abs_cost_diff": max((abs(x - y) for x, y in zip(cost_a, cost_b)), default=0.0)
             if len(cost_a) == len(cost_b) else None,
-            "train_seconds": [a.get("train_seconds"), b.get("train_seconds")]}
+            "train_seconds": [a.train_seconds, b.train_seconds]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the comparison as JSON here")
     args = ap.parse_args(argv)
     a, b = records(args.first), records(args.second)
-    shared = sorted(set(a) & set(b), key=lambda f: (a[f][1]["method"], a[f][1].get("budget") or 0, a[f][1]["seed"]))
+    shared = sorted(set(a) & set(b), key=lambda f: (a[f][1].method, a[f][1].budget or 0, a[f][1].seed))
     rows = [compare(a[f][1], b[f][1]) | {"fingerprint": f, "first": str(a[f][0]), "second": str(b[f][0])}
             for f in shared]
     for r in rows:

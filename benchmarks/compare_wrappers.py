@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default: the config's)")
     args = p.parse_args(argv)
 
-    from llm_cmdp_agents.compare import load_config, run_compare
+    from llm_cmdp_agents.experiments.compare import load_config, run_compare
 
     cfg = copy.deepcopy(load_config(args.config))
     if args.quick:

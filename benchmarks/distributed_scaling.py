@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_cmdp_env.atomic_io import write_result_json
+from llm_cmdp_env.common.atomic_io import write_result_json
 
 ROOT = Path(__file__).resolve().parents[1]
 _PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "

@@ -1,4 +1,5 @@
-"""One line per target of issue 11 from the JSON that ``benchmarks/gpu_check.sh`` leaves in its folder.
+"""One line per GPU throughput target (docs/performance.md) from the JSON that ``benchmarks/gpu_check.sh`` leaves
+in its folder.
 
 ``python benchmarks/gpu_summary.py OUT_DIR`` reads every ``throughput*.json`` there (a model's figures may come
 from several runs: one per group of decode modes) and ``train_ppo.txt``, and prints for each model whether each
@@ -99,7 +100,7 @@ def model_lines(name: str, m: dict) -> list[str]:
 def summary(folder: Path) -> list[str]:
     """Every line: per model of every run, then the training run."""
     runs, notes = load_runs(folder)
-    lines = ["== summary (targets of issue 11) ==", *notes]
+    lines = ["== summary (GPU throughput targets) ==", *notes]
     names: list[str] = []
     for run in runs:
         names += [n for n in run.get("models", {}) if n not in names]

@@ -2,11 +2,11 @@
 
 Paths (all on the same env settings: teacher-NLL cost, ``--max-new-tokens`` M, the same student, 1 torch thread):
 
-- ``ours``      the project's agent: :class:`llm_cmdp_agents.trainer.Trainer` (PPO), batched KV-cached sampling and
+- ``ours``      the project's agent: :class:`llm_cmdp_agents.run.trainer.Trainer` (PPO), batched KV-cached sampling and
                 one teacher forward per batch through the fast path; collects exactly N episodes per update
-- ``sb3``       stable-baselines3's PPO with the bridge policy (:mod:`llm_cmdp_agents.sb3_policy`), stepping
+- ``sb3``       stable-baselines3's PPO with the bridge policy (:mod:`llm_cmdp_agents.interop.sb3_policy`), stepping
                 ``gym.make("MathDistill-v0")`` token by token
-- ``omnisafe``  OmniSafe 0.5.0's PPOLag through the CMDP adapter (:mod:`llm_cmdp_env.omnisafe_env`)
+- ``omnisafe``  OmniSafe 0.5.0's PPOLag through the CMDP adapter (:mod:`llm_cmdp_env.interop.omnisafe_env`)
 - ``cleanrl``   the CleanRL-style PPO-Lagrangian of ``examples/cleanrl_ppo_lagrangian.py`` on the 6-tuple view
 
 The step-based paths (sb3, omnisafe, cleanrl) collect a fixed number of env steps, N x M: every episode is at most
@@ -42,10 +42,10 @@ import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
 import llm_cmdp_env  # noqa: E402, F401  (registers MathDistill-v0)
-from llm_cmdp_env.atomic_io import write_result_json  # noqa: E402
+from llm_cmdp_env.common.atomic_io import write_result_json  # noqa: E402
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
-from llm_cmdp_env.models import resolve_model  # noqa: E402
-from llm_cmdp_env.verify import prewarm  # noqa: E402
+from llm_cmdp_env.judge.verify import prewarm  # noqa: E402
+from llm_cmdp_env.models.loading import resolve_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("ours", "sb3", "omnisafe", "cleanrl")
@@ -88,8 +88,8 @@ def _row(episodes: int, steps: int, collect_s: float, update_s: float | None, to
 
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.trainer import TrainConfig, Trainer
+    from llm_cmdp_agents.engine.policy import LLMPolicy
+    from llm_cmdp_agents.run.trainer import TrainConfig, Trainer
 
     env = gym.make("MathDistill-v0", **_env_kwargs(args))
     policy = LLMPolicy(args.student, value_head=True, device="cpu")
@@ -120,7 +120,7 @@ def run_sb3(args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
 
-    from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy
+    from llm_cmdp_agents.interop.sb3_policy import HFCausalLMPolicy
 
     class RolloutClock(BaseCallback):
         def __init__(self) -> None:
@@ -152,8 +152,8 @@ def run_omnisafe(args: argparse.Namespace) -> dict[str, Any]:
     import csv
 
     try:
-        import llm_cmdp_env.omnisafe_env  # noqa: F401  (first: lets omnisafe import)
-        from llm_cmdp_agents.omnisafe_actor import make_agent
+        import llm_cmdp_env.interop.omnisafe_env  # noqa: F401  (first: lets omnisafe import)
+        from llm_cmdp_agents.interop.omnisafe_actor import make_agent
     except ImportError as e:
         return {"skipped": f"OmniSafe not installed ({e}); docs/interop.md has the install"}
     steps = args.episodes * args.max_new_tokens

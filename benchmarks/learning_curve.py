@@ -5,7 +5,7 @@ validation split every ``--every`` updates, under exactly the training the confi
     python benchmarks/learning_curve.py --config benchmarks/compare_binding.json --method "task only" --grid 1 \
         --every 10 --json docs/data/learning_curve_task_only.json --plot docs/learning_curve_task_only.png
 
-It answers the protocol's "long enough?" question (issue 21): the run length of the comparison should exceed
+It answers the protocol's "long enough?" question: the run length of the comparison should exceed
 the number of updates task-only RL needs to gain the accuracy the constrained methods are meant to trade
 against cost. Shows a progress bar; the run folder (``--out``) keeps a checkpoint after every evaluation, so a
 stopped run continues where it stopped when started again with the same ``--out``.
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llm_cmdp_env.atomic_io import write_json_atomic, write_result_json
+from llm_cmdp_env.common.atomic_io import write_json_atomic, write_result_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from llm_cmdp_agents.compare_plan import budget_free, load_config, settings
-    from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig, TrainConfig
-    from llm_cmdp_agents.evaluate import evaluate_policy
-    from llm_cmdp_agents.runs import make_env, make_eval_env, make_policy
-    from llm_cmdp_agents.trainer import Trainer
+    from llm_cmdp_agents.experiments.plan import budget_free, load_config, settings
+    from llm_cmdp_agents.run.build import make_env, make_eval_env, make_policy
+    from llm_cmdp_agents.run.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig, TrainConfig
+    from llm_cmdp_agents.run.evaluate import evaluate_policy
+    from llm_cmdp_agents.run.trainer import Trainer
 
     cfg = load_config(args.config)
     method = next((m for m in cfg["methods"] if m["name"] == args.method), None)

@@ -5,7 +5,7 @@ pair) in a fresh process per setting, with 0, 1 or 2 single-threaded busy-loop p
 before the run or (``--mid-run``) after its first update:
 
 - ``threads``: 1, 2 (torch's default on 2 cores), and ``auto`` (``llm-cmdp train``'s default: the cores other
-  processes leave free, re-checked before every update by :class:`llm_cmdp_env.threads.AdaptiveThreads`);
+  processes leave free, re-checked before every update by :class:`llm_cmdp_env.common.threads.AdaptiveThreads`);
 - ``OMP_WAIT_POLICY``: ``active`` (threads spin while waiting for each other; libgomp's behaviour when the
   variable is unset, and what ``llm-cmdp`` keeps) or ``passive`` (they sleep).
 
@@ -24,12 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llm_cmdp_env.atomic_io import write_result_json
+from llm_cmdp_env.common.atomic_io import write_result_json
 
 _CHILD = r"""
 import json, subprocess, sys, time
 import torch
-from llm_cmdp_env.threads import AdaptiveThreads
+from llm_cmdp_env.common.threads import AdaptiveThreads
 threads, updates, busy_before, busy_during = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy_before)]
 try:
@@ -37,11 +37,11 @@ try:
     adaptive = AdaptiveThreads() if threads == "auto" else None
     if adaptive is None:
         torch.set_num_threads(int(threads))
-    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, TrainConfig
-    from llm_cmdp_agents.runs import make_env, make_policy
-    from llm_cmdp_agents.trainer import Trainer
-    from llm_cmdp_env.threads import free_cores
-    from llm_cmdp_env.verify import prewarm
+    from llm_cmdp_agents.run.config import EnvConfig, PolicyConfig, TrainConfig
+    from llm_cmdp_agents.run.build import make_env, make_policy
+    from llm_cmdp_agents.run.trainer import Trainer
+    from llm_cmdp_env.common.threads import free_cores
+    from llm_cmdp_env.judge.verify import prewarm
     prewarm(wait=True)
     if adaptive is not None:
         torch.set_num_threads(free_cores())

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llm_cmdp_env.atomic_io import write_json_atomic, write_result_json
+from llm_cmdp_env.common.atomic_io import write_json_atomic, write_result_json
 
 STUDENT = "zoo:shortcut-student"
 MAX_NEW_TOKENS = 224  # shortcut-style solutions take up to ~200 tokens
@@ -28,7 +28,7 @@ MAX_NEW_TOKENS = 224  # shortcut-style solutions take up to ~200 tokens
 
 def measure(policy: Any, env: Any, tokenizer: Any, n: int, batch_size: int) -> dict[str, Any]:
     """Greedy accuracy, mean cost and style figures of ``policy`` on test problems ``0 .. n-1``."""
-    from llm_cmdp_agents.evaluate import evaluate_policy
+    from llm_cmdp_agents.run.evaluate import evaluate_policy
     from llm_cmdp_env.tasks.arithmetic import SPLIT_MARKER
     from llm_cmdp_env.zoo.eval import accuracy
 
@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, TrainConfig
-    from llm_cmdp_agents.runs import make_env, make_policy
-    from llm_cmdp_agents.trainer import Trainer
-    from llm_cmdp_env.models import load_tokenizer
-    from llm_cmdp_env.verify import prewarm
+    from llm_cmdp_agents.run.build import make_env, make_policy
+    from llm_cmdp_agents.run.config import EnvConfig, PolicyConfig, TrainConfig
+    from llm_cmdp_agents.run.trainer import Trainer
+    from llm_cmdp_env.judge.verify import prewarm
+    from llm_cmdp_env.models.loading import load_tokenizer
 
     prewarm(wait=True)
     env_cfg = EnvConfig(max_new_tokens=MAX_NEW_TOKENS)

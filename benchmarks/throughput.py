@@ -44,15 +44,15 @@ import transformers  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from llm_cmdp_env.atomic_io import write_json_atomic, write_result_json  # noqa: E402
-from llm_cmdp_env.decode_modes import DECODE_MODES, check_decode  # noqa: E402
+from llm_cmdp_env.common.atomic_io import write_json_atomic, write_result_json  # noqa: E402
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
-from llm_cmdp_env.fast_path import replay, replay_scored, sample_problems, score_completions  # noqa: E402
-from llm_cmdp_env.hf_compat import cache_kwargs, output_cache  # noqa: E402
-from llm_cmdp_env.kv_cache import new_cache  # noqa: E402
-from llm_cmdp_env.models import load_model, load_tokenizer  # noqa: E402
-from llm_cmdp_env.verify import prewarm  # noqa: E402
+from llm_cmdp_env.judge.verify import prewarm  # noqa: E402
+from llm_cmdp_env.models.hf_compat import cache_kwargs, output_cache  # noqa: E402
+from llm_cmdp_env.models.loading import load_model, load_tokenizer  # noqa: E402
+from llm_cmdp_env.replay.fast_path import replay, replay_scored, sample_problems, score_completions  # noqa: E402
+from llm_cmdp_env.scoring.decode_modes import DECODE_MODES, check_decode  # noqa: E402
+from llm_cmdp_env.scoring.kv_cache import new_cache  # noqa: E402
 
 _BANDWIDTH_GBS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
 """Peak memory bandwidth of common GPUs (SXM parts; a PCIe card is slower: pass --bandwidth-gbs)."""
@@ -156,7 +156,7 @@ def raw_step(model, batch: int, prompt_len: int, steps: int, device, growable: b
 
 def env_step_runner(kwargs: dict, batch: int, steps: int, eos: set[int], vocab: int, decode: str = "eager"):
     """A function timing ``steps`` vector-env steps of ``batch`` rows; also the rows' cache width after reset.
-    ``decode``: the env's teacher step (eager, static or compiled; llm_cmdp_env.static_scoring)."""
+    ``decode``: the env's teacher step (eager, static or compiled; llm_cmdp_env.scoring.static)."""
     venv = MathDistillVectorEnv(batch, max_new_tokens=steps + 4, decode=decode, **kwargs)
     rng = np.random.default_rng(0)
     acts = _tokens(rng, (steps + 2, batch), min(vocab, len(venv.tokenizer)), eos)
@@ -317,8 +317,8 @@ def sampler_rows(model: torch.nn.Module, batch: int, prompt_len: int, new_tokens
     copy of the model). Ratios: ``sampler_vs_generate`` eager / eager and compiled / compiled (a graph mode
     ``cudagraph`` against the compiled ``generate``: the fastest ``generate`` there is); ``vs_eager``: each mode's
     tokens/s over our eager sampler's."""
-    from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.sampling import sample
+    from llm_cmdp_agents.engine.policy import LLMPolicy
+    from llm_cmdp_agents.engine.sampling import sample
 
     vocab = model.config.vocab_size
     prompts = torch.randint(3, vocab, (batch, prompt_len)).tolist()

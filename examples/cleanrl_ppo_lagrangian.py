@@ -229,7 +229,7 @@ def bench_algo(make_env, budget: float, seed: int, limit, model: str = "zoo:stud
     examples.cleanrl_ppo_lagrangian:bench_algo``. Trains for ``limit.tokens`` env steps (the protocol's episodes
     times ``max_new_tokens``, an upper bound: shorter episodes mean more of them; the harness records how many)
     and returns the greedy policy ``obs -> token``. ``kwargs`` set :class:`Args` fields."""
-    from llm_cmdp_env.models import resolve_model
+    from llm_cmdp_env.models.loading import resolve_model
     from llm_cmdp_env.wrappers import SafetyGymnasiumStepWrapper
 
     num_steps = min(Args.num_steps, limit.tokens)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     max_new, model = ns.pop("max_new_tokens"), ns.pop("model")
 
     import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
-    from llm_cmdp_env.models import resolve_model
+    from llm_cmdp_env.models.loading import resolve_model
     from llm_cmdp_env.wrappers import SafetyGymnasiumStepWrapper
 
     env = SafetyGymnasiumStepWrapper(gym.make("MathDistill-v0", divergence="teacher_nll", max_new_tokens=max_new,

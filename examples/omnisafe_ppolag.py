@@ -3,8 +3,8 @@
     pip install -e ".[omnisafe]" && pip install --no-deps omnisafe==0.5.0     # docs/interop.md says why
     python examples/omnisafe_ppolag.py [--algos PPOLag PPOSaute] [--steps 512] [--budget 12]
 
-The env is OmniSafe's ``CMDP`` (``llm_cmdp_env.omnisafe_env``), the actor the student LM as a categorical policy
-(``llm_cmdp_agents.omnisafe_actor``), the critics OmniSafe's MLPs; the per-token cost is the env's teacher NLL.
+The env is OmniSafe's ``CMDP`` (``llm_cmdp_env.interop.omnisafe_env``), the actor the student LM as a categorical policy
+(``llm_cmdp_agents.interop.omnisafe_actor``), the critics OmniSafe's MLPs; the per-token cost is the env's teacher NLL.
 Each epoch prints OmniSafe's own figures from its ``progress.csv``: episode return (reward), episode cost against
 the budget, and the Lagrange multiplier (PPOLag) or the remaining Sauté budget (PPOSaute).
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 try:
-    import llm_cmdp_env.omnisafe_env  # noqa: F401  (first: registers the env, lets omnisafe import)
-    from llm_cmdp_agents.omnisafe_actor import make_agent
+    import llm_cmdp_env.interop.omnisafe_env  # noqa: F401  (first: registers the env, lets omnisafe import)
+    from llm_cmdp_agents.interop.omnisafe_actor import make_agent
 except ImportError as e:
     raise SystemExit(f"this example needs OmniSafe (docs/interop.md): {e}") from None
 
@@ -44,7 +44,7 @@ def config(algo: str, steps: int, steps_per_epoch: int, budget: float, max_new_t
     if algo.endswith("Saute"):
         cfgs["algo_cfgs"].update(safety_budget=budget, max_ep_len=max_new_tokens, saute_gamma=0.999,
                                  unsafe_reward=-0.1)
-    elif algo in ("CPO", "PCPO"):
+    elif algo.endswith("CPO"):  # CPO, PCPO
         cfgs["algo_cfgs"].update(cost_limit=budget, cg_iters=5)
     else:
         cfgs["lagrange_cfgs"] = {"cost_limit": budget}

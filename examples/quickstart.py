@@ -3,7 +3,7 @@
 import gymnasium as gym
 
 import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
-from llm_cmdp_env.demo import SamplingPolicy
+from llm_cmdp_env.cli.demo import SamplingPolicy
 
 env = gym.make("MathDistill-v0", divergence="teacher_nll", constraint="budget", budget=40.0, max_new_tokens=128)
 policy = SamplingPolicy("zoo:student", temperature=0.7)  # any policy: it only has to return token ids

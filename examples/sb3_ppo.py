@@ -25,7 +25,7 @@ except ImportError:
     raise SystemExit('this example needs stable-baselines3: pip install -e ".[sb3]"') from None
 
 import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
-from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy
+from llm_cmdp_agents.interop.sb3_policy import HFCausalLMPolicy
 from llm_cmdp_env.wrappers import apply_constraint
 
 

@@ -5,7 +5,7 @@
 
 The policy is the shipped student (a small GPT-2 with its own tokenizer) prompted with the plain template;
 the data are procedural arithmetic problems. Three TRL reward functions, all from
-``llm_cmdp_env.trl_rewards``:
+``llm_cmdp_env.interop.trl_rewards``:
 
 - ``env_return`` (weight 1, the training signal): the episode return of the paper's budget-reward stack
   ``gym.make("MathDistill-v0", constraint="budget", budget=...)``: 1 for a right answer whose teacher NLL
@@ -44,9 +44,9 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 
     import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
-    from llm_cmdp_env.prompts import PLAIN_PROMPT_TEMPLATE
+    from llm_cmdp_env.interop.trl_rewards import EnvReward, answer_reward
+    from llm_cmdp_env.models.prompts import PLAIN_PROMPT_TEMPLATE
     from llm_cmdp_env.tasks.arithmetic import ArithmeticTask
-    from llm_cmdp_env.trl_rewards import EnvReward, answer_reward
     from llm_cmdp_env.zoo import zoo_model_path
 
     torch.set_num_threads(2)

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 
 import llm_cmdp_env  # noqa: F401
-from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
+from llm_cmdp_env.replay.fast_path import prompt_ids, replay, sample_problems
 from llm_cmdp_env.wrappers import apply_constraint
 
 # 1. Vector env: 8 episodes, one batched teacher forward per step, Gymnasium 1.x autoreset.

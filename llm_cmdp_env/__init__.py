@@ -25,7 +25,7 @@ def __getattr__(name: str):
 
         return MathDistillEnv
     if name == "TokenAction":
-        from llm_cmdp_env.actions import TokenAction
+        from llm_cmdp_env.episode.actions import TokenAction
 
         return TokenAction
     raise AttributeError(f"module 'llm_cmdp_env' has no attribute {name!r}")

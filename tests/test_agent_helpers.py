@@ -41,16 +41,16 @@ def conditioned_problems(env: gym.Env, student: str, n: int) -> tuple[Any, list,
     ``env`` (reset with seed 0), their prompts and the env's budget tracker: the start of a tracking test."""
     import torch
 
-    from llm_cmdp_agents.conditioning import BudgetTracker
-    from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_env.fast_path import prompt_ids, sample_problems
+    from llm_cmdp_agents.engine.conditioning import ConditionTracker
+    from llm_cmdp_agents.engine.policy import LLMPolicy
+    from llm_cmdp_env.replay.fast_path import prompt_ids, sample_problems
 
     env.reset(seed=0)
-    policy = LLMPolicy(student, device="cpu", budget_conditioning=True)
+    policy = LLMPolicy(student, device="cpu", conditioning=True)
     with torch.no_grad():
-        policy.budget_proj.weight.normal_(0, 1.0)
+        policy.condition_proj.weight.normal_(0, 1.0)
     problems = sample_problems(env, n)
-    return policy, problems, [prompt_ids(env, p) for p in problems], BudgetTracker(env)
+    return policy, problems, [prompt_ids(env, p) for p in problems], ConditionTracker(env)
 
 
 def test_low_token_reward_pays_exactly_the_low_non_eos_tokens(tiny_env_kwargs):

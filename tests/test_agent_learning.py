@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.trainer import TrainConfig, Trainer
+from llm_cmdp_agents.engine.policy import LLMPolicy
+from llm_cmdp_agents.run.trainer import TrainConfig, Trainer
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
 from llm_cmdp_env.tasks import load_task
 from tests.conftest import torch_threads

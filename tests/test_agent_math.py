@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_agents.grpo import group_advantages
-from llm_cmdp_agents.losses import clipped_policy_loss, masked_mean, value_loss
-from llm_cmdp_agents.ppo import gae
-from llm_cmdp_agents.sampling import top_p_filter
+from llm_cmdp_agents.algos.grpo import group_advantages
+from llm_cmdp_agents.algos.losses import clipped_policy_loss, masked_mean, value_loss
+from llm_cmdp_agents.algos.ppo import gae
+from llm_cmdp_agents.engine.sampling import top_p_filter
 
 
 def test_gae_by_hand():
@@ -53,7 +53,7 @@ def test_group_advantages_by_hand():
 
 @pytest.mark.parametrize("lam", [1e-6, 1e-4, 1e-3])
 def test_group_std_scaling_erases_the_size_of_a_penalty_in_a_tied_group(lam):
-    """Why fixed lambda under GRPO does not approach task-only RL as lam -> 0 (docs/results.md, round 2): four
+    """Why fixed lambda under GRPO does not approach task-only RL as lam -> 0 (docs/results.md): four
     completions that all solve the problem, with costs 20, 40, 300 and 340, get the same advantages for every
     lam once divided by their std; centred only (Dr. GRPO) they shrink with lam."""
     cost = np.array([20.0, 40.0, 300.0, 340.0])

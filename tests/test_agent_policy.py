@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_agents.conditioning import budgets_from_episodes
-from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.sampling import sample
-from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
+from llm_cmdp_agents.engine.conditioning import conditions_from_episodes
+from llm_cmdp_agents.engine.policy import LLMPolicy
+from llm_cmdp_agents.engine.sampling import sample
+from llm_cmdp_env.replay.fast_path import prompt_ids, replay, sample_problems
 from tests.test_agent_helpers import conditioned_problems, tiny_env
 
 
@@ -65,9 +65,9 @@ def test_bad_sampling_arguments(setup):
         sample(policy, prompts, 4, base.eos_ids, base.pad_id, temperature=0.0)
     with pytest.raises(ValueError, match="top_p"):
         sample(policy, prompts, 4, base.eos_ids, base.pad_id, top_p=0.0)
-    with pytest.raises(ValueError, match="budget"):
-        sample(policy, prompts, 4, base.eos_ids, base.pad_id, budget0=torch.ones(len(prompts)),
-               budget_step=lambda *a: torch.ones(len(prompts)))
+    with pytest.raises(ValueError, match="conditioning"):
+        sample(policy, prompts, 4, base.eos_ids, base.pad_id, condition0=torch.ones(len(prompts)),
+               condition_step=lambda *a: torch.ones(len(prompts)))
 
 
 def test_save_and_load_round_trip(setup, tmp_path):
@@ -121,18 +121,18 @@ def test_saute_tracker_matches_the_wrapper(tiny_dir, tiny_env_kwargs, divergence
     assert len(set(z0.tolist())) == 4  # sampled budgets, predicted without consuming the wrapper's generator
     g = torch.Generator().manual_seed(0)
     s = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, generator=g, full_logprobs=True,
-               budget0=tracker.start(prompts, z0), budget_step=tracker.step)
+               condition0=tracker.start(prompts, z0), condition_step=tracker.step)
     eps = replay(env, problems, s.completions, student_logprobs=s.full_logprobs, keep_infos=True)
-    budgets = budgets_from_episodes(z0, eps)
-    for b, zs in zip(budgets, s.budget):
+    budgets = conditions_from_episodes(z0, eps)
+    for b, zs in zip(budgets, s.conditions):
         np.testing.assert_allclose(b.numpy(), zs.numpy(), rtol=1e-4, atol=1e-4)
-    ev = policy.evaluate_actions(prompts, s.completions, budgets=budgets)
+    ev = policy.evaluate_actions(prompts, s.completions, conditions=budgets)
     for i, c in enumerate(s.completions):
         torch.testing.assert_close(ev.logprobs[i, : len(c)], s.token_logprobs[i], atol=1e-4, rtol=0)
 
 
 def test_evaluate_policy_counts_what_the_env_reports(tiny_dir, tiny_env_kwargs):
-    from llm_cmdp_agents.evaluate import evaluate_policy
+    from llm_cmdp_agents.run.evaluate import evaluate_policy
 
     policy = LLMPolicy(str(tiny_dir / "student"), device="cpu")
     env = tiny_env({**tiny_env_kwargs, "split": "test"}, "none", budget=68.0)
@@ -155,7 +155,7 @@ def test_evaluate_policy_counts_what_the_env_reports(tiny_dir, tiny_env_kwargs):
 
 
 def test_device_auto_selection():
-    from llm_cmdp_agents.device import resolve_device
+    from llm_cmdp_agents.engine.device import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 
-from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy  # noqa: E402
+from llm_cmdp_agents.interop.sb3_policy import HFCausalLMPolicy  # noqa: E402
 from tests.test_agent_helpers import LowTokenReward, tiny_env  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def test_sb3_bridge_rejects_wrong_spaces(tiny_dir):
 def test_sb3_bridge_reads_the_saute_budget(tiny_dir, tiny_env_kwargs, one_thread):
     env = tiny_env(tiny_env_kwargs, "saute", budget=40.0)
     model = PPO(HFCausalLMPolicy, env, n_steps=32, batch_size=16, n_epochs=1, learning_rate=1e-2, seed=0,
-                policy_kwargs={"model": str(tiny_dir / "student"), "budget_conditioning": True}, device="cpu")
+                policy_kwargs={"model": str(tiny_dir / "student"), "conditioning": True}, device="cpu")
     obs, _ = env.reset(seed=1)
     o = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
     low = {**o, "saute_budget": o["saute_budget"] * 0 - 1.0}
@@ -57,7 +57,7 @@ def test_sb3_bridge_reads_the_saute_budget(tiny_dir, tiny_env_kwargs, one_thread
 
     with torch.no_grad():
         assert torch.allclose(probs(o), probs(low))  # zero-initialised projection: z changes nothing yet
-        model.policy.llm.budget_proj.weight.normal_(0, 1.0)  # (a constant vector would vanish in LayerNorm)
+        model.policy.llm.condition_proj.weight.normal_(0, 1.0)  # (a constant vector would vanish in LayerNorm)
         assert not torch.allclose(probs(o), probs(low))  # now z changes the action distribution
     model.learn(64)
     assert np.isfinite(model.logger.name_to_value["train/loss"])

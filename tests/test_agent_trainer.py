@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.trainer import TrainConfig, Trainer
-from llm_cmdp_env.fast_path import replay
+from llm_cmdp_agents.algos.registry import get_algorithm
+from llm_cmdp_agents.engine.policy import LLMPolicy
+from llm_cmdp_agents.run.trainer import TrainConfig, Trainer
+from llm_cmdp_env.replay.fast_path import replay
 from llm_cmdp_env.wrappers import LearnedLagrangianWrapper
 from tests.test_agent_helpers import LowTokenReward, tiny_env
 
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_a_few_updates_raise_the_reward_on_an_easy_setting(tiny_dir, tiny_env_kwargs, algo):
     env = LowTokenReward(tiny_env(tiny_env_kwargs), cut=200)
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=algo == "ppo")
-    cfg = TrainConfig(algo=algo, updates=24, prompts_per_update=8 if algo == "ppo" else 4, lr=2e-2, seed=0)
+    critic = get_algorithm(algo).value_head
+    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=critic)
+    cfg = TrainConfig(algo=algo, updates=24, prompts_per_update=8 if critic else 4, lr=2e-2, seed=0)
     hist = Trainer(env, policy, cfg, progress=False).train()
     rewards = np.array([h["reward"] for h in hist])
     assert np.isfinite([h["policy_loss"] for h in hist]).all()
@@ -51,9 +53,10 @@ def test_rollout_rewards_are_exactly_the_wrapper_stack(tiny_dir, tiny_env_kwargs
 
 def _make(tiny_dir, tiny_env_kwargs, algo):
     env = tiny_env(tiny_env_kwargs, "learned-lagrangian", budget=60.0, lr=0.01, update_every=4)
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=algo == "ppo")
-    cfg = TrainConfig(algo=algo, updates=3, prompts_per_update=4 if algo == "ppo" else 2, group_size=None,
-                      lr=1e-2, seed=7, minibatch_size=2 if algo == "ppo" else 4, checkpoint_every=0)
+    critic = get_algorithm(algo).value_head
+    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=critic)
+    cfg = TrainConfig(algo=algo, updates=3, prompts_per_update=4 if critic else 2, group_size=None,
+                      lr=1e-2, seed=7, minibatch_size=2 if critic else 4, checkpoint_every=0)
     return env, policy, cfg
 
 
@@ -104,7 +107,7 @@ def test_trainer_rejects_bad_setups(tiny_dir, tiny_env_kwargs):
     with pytest.raises(ValueError, match="algo"):
         TrainConfig(algo="sac")
     with pytest.raises(ValueError, match="SauteWrapper"):
-        Trainer(env, LLMPolicy(str(tiny_dir / "student"), device="cpu", budget_conditioning=True), progress=False)
+        Trainer(env, LLMPolicy(str(tiny_dir / "student"), device="cpu", conditioning=True), progress=False)
     venv = gym.make_vec("MathDistill-v0", num_envs=2, **tiny_env_kwargs)
     with pytest.raises(TypeError, match="single env"):
         Trainer(venv, no_value, TrainConfig(algo="grpo"), progress=False)
@@ -117,11 +120,11 @@ def test_saute_training_with_a_budget_conditioned_policy(tiny_dir, tiny_env_kwar
     # a dense reward under the Sauté cut (episode costs are ~70 here, so z crosses 0 mid-episode)
     env = apply_constraint(LowTokenReward(MathDistillEnv(**tiny_env_kwargs)), "saute", budget=40.0,
                            min_rel_budget=0.5, max_rel_budget=1.5)
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", budget_conditioning=True)
+    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", conditioning=True)
     trainer = Trainer(env, policy, TrainConfig(updates=2, prompts_per_update=4, lr=1e-2), progress=False)
     hist = trainer.train()
     assert len(hist) == 2
-    assert policy.budget_proj.weight.abs().sum() > 0  # the projection of z received gradient and moved
+    assert policy.condition_proj.weight.abs().sum() > 0  # the projection of z received gradient and moved
 
 
 def test_student_dependent_divergence_uses_attached_logprobs(tiny_dir, tiny_env_kwargs):
@@ -207,8 +210,8 @@ def test_parallel_must_be_ddp_or_fsdp():
 
 
 def test_fsdp_refuses_what_it_cannot_shard_before_touching_the_policy(tiny_dir):
-    from llm_cmdp_agents.data_parallel import shard_policy
-    from llm_cmdp_agents.distributed import World
+    from llm_cmdp_agents.engine.data_parallel import shard_policy
+    from llm_cmdp_agents.engine.distributed import World
 
     policy = LLMPolicy(str(tiny_dir / "student"), value_head=False, device="cpu", decode="static")
     with pytest.raises(ValueError, match="eager decoder"):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from llm_cmdp_agents.bench import ComputeLimit, resolve_algo
+from llm_cmdp_agents.experiments.bench import ComputeLimit, resolve_algo
 from llm_cmdp_env.cli import main
 
 CALLS: list[dict] = []
@@ -89,8 +89,8 @@ def test_an_outside_algorithm_gets_a_row_under_the_same_protocol(tiny_dir, tmp_p
     assert run["train_last"]["episodes"] == 2 and run["train_last"]["limit_episodes"] == 4
 
     # the recorded costs are the env's for those actions: replay problem i by hand through the same stack
-    from llm_cmdp_agents.config import EnvConfig, EvalConfig, RunConfig
-    from llm_cmdp_agents.runs import make_eval_env
+    from llm_cmdp_agents.run.build import make_eval_env
+    from llm_cmdp_agents.run.config import EnvConfig, EvalConfig, RunConfig
 
     cfg = _config(tiny_dir, tmp_path)
     env = make_eval_env(RunConfig(EnvConfig(**{**cfg["env"], "constraint": "none", "budget": run["budget"]}),

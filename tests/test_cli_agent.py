@@ -132,9 +132,9 @@ def test_compare_protocol_chooses_on_validation_runs_seeds_and_budgets_and_repor
     assert (out / "pareto.png").stat().st_size > 1000
     assert (out / "forest.png").stat().st_size > 1000 and (out / "lambda.png").stat().st_size > 1000
     # every figure recomputes from the records alone (what docs/data/ commits)
-    from llm_cmdp_agents.compare_report import report_from_records
+    from llm_cmdp_agents.experiments.report import read_records, report_from_records
 
-    summary, md = report_from_records(res["config"], recs, res["selection"])
+    summary, md = report_from_records(res["config"], read_records(out / "records.jsonl"), res["selection"])
     assert json.loads(json.dumps(summary)) == res["summary"] and md == res["markdown"]
 
     # a changed setting does not silently reuse finished runs

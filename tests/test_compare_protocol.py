@@ -1,4 +1,4 @@
-"""The comparison protocol's honesty checks (issue 21): per-seed t-intervals, the equivalence verdict, both
+"""The comparison protocol's honesty checks: per-seed t-intervals, the equivalence verdict, both
 satisfaction views, widened grids with edge flags, the binding check that picks the test budgets, and the
 report's plots from the training traces."""
 
@@ -9,13 +9,20 @@ import json
 import numpy as np
 import pytest
 
-from llm_cmdp_agents.compare_stats import (
+from llm_cmdp_agents.experiments.stats import (
     equivalence_verdict,
     expected_cost_verdict,
     paired_t,
     t_quantile,
 )
 from tests.test_compare_stats import _write
+
+
+def _reference_record(correct, cost):
+    from llm_cmdp_agents.experiments.records import PerProblem, ReferenceRecord
+
+    return ReferenceRecord("student", "validation", len(correct), float(np.mean(correct)), float(np.mean(cost)), 1.0,
+                           PerProblem(correct, cost), "f")
 
 
 @pytest.mark.parametrize("df, q, want", [(1, 0.975, 12.7062047), (2, 0.975, 4.30265273), (4, 0.975, 2.77644511),
@@ -64,7 +71,7 @@ def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
 def test_comparable_needs_the_per_seed_t_interval_inside_the_margin_too():
     """With 5 seeds the percentile bootstrap over seeds x problems is narrower than the t(4) interval: a margin
     between the two is met by the bootstrap alone, and the verdict must then not be "comparable"."""
-    from llm_cmdp_agents.compare_stats import paired_difference
+    from llm_cmdp_agents.experiments.stats import paired_difference
 
     b = np.zeros((5, 100))
     a = b + np.array([0.015, -0.015, 0.015, -0.015, 0.012])[:, None]  # seed-to-seed spread, nothing within a seed
@@ -79,7 +86,7 @@ def test_comparable_needs_the_per_seed_t_interval_inside_the_margin_too():
 
 
 def test_the_claim_is_read_on_both_intervals_at_comparable_accuracy():
-    from llm_cmdp_agents.compare_stats import claim_verdict
+    from llm_cmdp_agents.experiments.stats import claim_verdict
 
     def contrast(verdict, boot, t):
         return {"accuracy": {"equivalence": {"verdict": verdict}},
@@ -99,7 +106,7 @@ def test_expected_cost_verdict_reads_the_whole_interval():
 
 
 def _cfg(**extra):
-    from llm_cmdp_agents.compare_plan import load_config
+    from llm_cmdp_agents.experiments.plan import load_config
 
     cfg = {"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
            "methods": [{"name": "c", "constraint": "budget", "axis": "constraint_kwargs.overrun_penalty",
@@ -112,7 +119,7 @@ def _cfg(**extra):
 
 
 def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tmp_path):
-    from llm_cmdp_agents.compare_plan import at_edge, grid_points, load_config, plan_jobs, select_settings
+    from llm_cmdp_agents.experiments.plan import at_edge, grid_points, load_config, plan_jobs, select_settings
 
     cfg = _cfg()
     cfg["methods"][0]["widen"] = [{"constraint_kwargs": {"overrun_penalty": 0.05}}]
@@ -122,9 +129,9 @@ def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tm
     assert [at_edge(m, g) for g in range(3)] == [True, True, False]
     assert [at_edge({**m, "axis_bounds": [0.0, None]}, g) for g in range(3)] == [False, True, False]  # 0: a limit
     jobs = plan_jobs(cfg, "validation", tmp_path)
-    assert sorted({j["grid_index"] for j in jobs if j["method"] == "c"}) == [0, 1, 2]
+    assert sorted({j.grid_index for j in jobs if j.method == "c"}) == [0, 1, 2]
     for j in jobs:  # the widened point (index 2) solves most within budget
-        _write(j, [1, 1, 1, 0] if j["grid_index"] == 2 and j["method"] == "c" else [1, 0, 0, 0], [1, 1, 1, 1])
+        _write(j, [1, 1, 1, 0] if j.grid_index == 2 and j.method == "c" else [1, 0, 0, 0], [1, 1, 1, 1])
     chosen = select_settings(cfg, tmp_path)
     assert chosen["c"]["10"]["grid_index"] == 2 and chosen["c"]["10"]["at_edge"] is False
     assert chosen["u"]["10"]["at_edge"] is True  # all tied: lower cost tied too, the first point (an edge)
@@ -136,28 +143,28 @@ def test_a_widened_grid_is_searched_after_the_base_grid_and_edges_are_flagged(tm
 
 
 def test_the_binding_check_keeps_only_budgets_that_bind_without_collapse(tmp_path):
-    from llm_cmdp_agents.compare_plan import check_binding, exploratory, plan_jobs, test_budgets
+    from llm_cmdp_agents.experiments.plan import check_binding, exploratory, plan_jobs, test_budgets
 
     cfg = _cfg(binding={"unconstrained": "u", "constrained": ["c"]})
     assert cfg["binding"]["min_violation"] == 0.1
     with pytest.raises(RuntimeError, match="binding.json"):
         test_budgets(cfg, tmp_path)
     for j in plan_jobs(cfg, "validation", tmp_path):
-        if j["method"] == "u":  # the most accurate setting (1) costs 15 on half the problems: violates d=10 only
-            _write(j, *(([1, 1, 1, 1], [15, 15, 5, 5]) if j["grid_index"] == 1 else ([1, 0, 0, 0], [1, 1, 1, 1])))
+        if j.method == "u":  # the most accurate setting (1) costs 15 on half the problems: violates d=10 only
+            _write(j, *(([1, 1, 1, 1], [15, 15, 5, 5]) if j.grid_index == 1 else ([1, 0, 0, 0], [1, 1, 1, 1])))
         else:  # the constrained method: 3/4 solved at cost 5
             _write(j, [1, 1, 1, 0], [5, 5, 5, 5])
-    student = {"per_problem": {"correct": [1, 1, 0, 0], "cost": [1, 1, 1, 1]}}
+    student = _reference_record([1, 1, 0, 0], [1, 1, 1, 1])
     res = check_binding(cfg, tmp_path, student)
     row = res["budgets"]["10"]
     assert row["unconstrained"] == {"grid_index": 1, "accuracy": 1.0, "violation": 0.5, "mean_cost": 10.0}
     assert row["binds_per_episode"] and not row["binds_in_expectation"] and row["beats_student"] and row["passes"]
     assert not res["budgets"]["20"]["passes"] and res["test_budgets"] == [10.0]
     assert json.loads((tmp_path / "binding.json").read_text())["test_budgets"] == [10.0]
-    assert {j["budget"] for j in plan_jobs(cfg, "test", tmp_path) if j["method"] == "c"} == {10.0}
+    assert {j.budget for j in plan_jobs(cfg, "test", tmp_path) if j.method == "c"} == {10.0}
     # a student as accurate as the constrained method: every budget collapses, and the check says so
     with pytest.raises(RuntimeError, match="binds without collapse"):
-        check_binding(cfg, tmp_path, {"per_problem": {"correct": [1, 1, 1, 0], "cost": [1, 1, 1, 1]}})
+        check_binding(cfg, tmp_path, _reference_record([1, 1, 1, 0], [1, 1, 1, 1]))
     # a budget the config lists as exploratory is tested although it fails the check, and the report says so
     cfg["binding"]["exploratory"] = [20]
     assert check_binding(cfg, tmp_path, student)["test_budgets"] == [10.0, 20.0]
@@ -168,9 +175,9 @@ def test_the_binding_check_keeps_only_budgets_that_bind_without_collapse(tmp_pat
 
 def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_the_plots(tmp_path):
     pytest.importorskip("matplotlib")
-    from llm_cmdp_agents.compare_plan import plan_jobs, select_settings
-    from llm_cmdp_agents.compare_plots import frontier, plot_forest, plot_frontier, plot_traces
-    from llm_cmdp_agents.compare_report import _runs, markdown_report, records, summarise
+    from llm_cmdp_agents.experiments.plan import plan_jobs, select_settings
+    from llm_cmdp_agents.experiments.plots import frontier, plot_forest, plot_frontier, plot_traces
+    from llm_cmdp_agents.experiments.report import _runs, markdown_report, records, summarise
 
     cfg = _cfg(equivalence_margin=0.02, contrasts=[["c", "u"]])
     for j in plan_jobs(cfg, "validation", tmp_path):
@@ -178,7 +185,7 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
     chosen = select_settings(cfg, tmp_path)
     trace = {"update": [1, 2], "cost": [30.0, 8.0], "lambda": [0.1, 0.05]}
     for j in plan_jobs(cfg, "test", tmp_path):
-        _write(j, *(([1, 1, 0, 0], [2, 11, 2, 2]) if j["method"] == "c" else ([1, 1, 1, 0], [30, 30, 30, 25])),
+        _write(j, *(([1, 1, 0, 0], [2, 11, 2, 2]) if j.method == "c" else ([1, 1, 1, 0], [30, 30, 30, 25])),
                train_trace=trace)
     summary = summarise(cfg, _runs(cfg, tmp_path, "test"), [], reps=200, selection=chosen)
     row = summary["10"]["methods"]["c"]
@@ -200,16 +207,18 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
     assert "d = 20 (summed episode cost <= 20) — exploratory" in markdown_report(explore, labelled)
     for fn in (plot_frontier, plot_forest):  # the plots label the exploratory budget too
         assert fn(explore, labelled, tmp_path / f"explore_{fn.__name__}.png").stat().st_size > 0
-    from llm_cmdp_agents.compare_report import compute_summary
+    from llm_cmdp_agents.experiments.report import compute_summary
 
     everything = records(cfg, tmp_path, [])
     assert "| validation | 6 |" in compute_summary(everything) and "| test | 6 |" in compute_summary(everything)
     assert "| c | test | not recorded | 4 |" in compute_summary(everything)  # no machine field: not pooled
-    timed = [{**r, "machine": {"cpu": "X", "simd": "avx2", "threads": 1}, "train_seconds": 9.0}
+    import dataclasses
+
+    timed = [dataclasses.replace(r, machine={"cpu": "X", "simd": "avx2", "threads": 1}, train_seconds=9.0)
              for r in everything[:1]] + everything
     assert "| X avx2, 1 thread(s) | 1 | 9 |" in compute_summary(timed)  # times are per machine
-    recs = [r for r in everything if r["phase"] == "test"]
-    assert recs[0]["train_trace"] == trace and "mean_cost_within" in recs[0]["at_budget"]["10"]
+    recs = [r for r in everything if r.phase == "test"]
+    assert recs[0].train_trace == trace and "mean_cost_within" in recs[0].at_budget["10"]
     for fn, args in ((plot_frontier, (cfg, summary)), (plot_forest, (cfg, summary)),
                      (plot_traces, (cfg, recs, summary))):
         path = fn(*args, tmp_path / f"{fn.__name__}.png")
@@ -221,9 +230,9 @@ def test_the_report_gives_both_satisfaction_views_t_intervals_the_verdict_and_th
 def test_an_interrupted_run_records_nothing_and_a_short_record_is_refused(tiny_dir, tmp_path, monkeypatch):
     """SIGTERM/Ctrl-C makes the trainer stop after the current update and return: the run must not then be
     evaluated and written as if finished (a sweep would skip it on resume and report a shorter run)."""
-    from llm_cmdp_agents.compare import run_job
-    from llm_cmdp_agents.compare_plan import finished, load_config, plan_jobs
-    from llm_cmdp_agents.trainer import Trainer
+    from llm_cmdp_agents.experiments.compare import run_job
+    from llm_cmdp_agents.experiments.plan import finished, load_config, plan_jobs
+    from llm_cmdp_agents.run.trainer import Trainer
 
     cfg = load_config({"seeds": [0], "budgets": [40.0], "threads": 1,
                        "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 4, "max_prompt_tokens": 160},
@@ -246,9 +255,9 @@ def test_an_interrupted_run_records_nothing_and_a_short_record_is_refused(tiny_d
     assert finished(job) is None
     monkeypatch.undo()
     res = run_job(job)
-    assert res["updates"] == 2 and len(res["train_trace"]["update"]) == 2
+    assert res.updates == 2 and len(res.train_trace["update"]) == 2
     path = tmp_path / "test" / "b" / "g0_d40" / "seed_0" / "eval.json"
-    path.write_text(json.dumps({**res, "updates": 1}))
+    path.write_text(json.dumps({**res.to_dict(), "updates": 1}))
     with pytest.raises(ValueError, match="1 of the 2 planned updates"):
         finished(job)
 
@@ -256,7 +265,7 @@ def test_an_interrupted_run_records_nothing_and_a_short_record_is_refused(tiny_d
 def test_which_methods_train_once_is_read_off_the_registry(monkeypatch):
     """A method trains once per seed (and is scored at every d) when its rule does not read the budget: what the
     registry says, not a list of names in the agent (a rule registered here follows it)."""
-    from llm_cmdp_agents.compare_plan import budget_free
+    from llm_cmdp_agents.experiments.plan import budget_free
     from llm_cmdp_env.wrappers import factory
     from llm_cmdp_env.wrappers.lagrangian import FixedLagrangian
 
@@ -278,11 +287,13 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     """With ``archive`` (a folder kept in git), a finished run survives the loss of its run folder: it is read
     back, not rerun; a corrupted or mismatched archive copy raises instead of passing as a result or as 'not
     run'. The same holds for the reference evaluations."""
+    import dataclasses
     import shutil
 
-    from llm_cmdp_agents import compare
-    from llm_cmdp_agents.compare_plan import finished, load_config, plan_jobs
-    from llm_cmdp_agents.trainer import Trainer
+    from llm_cmdp_agents.experiments import compare
+    from llm_cmdp_agents.experiments.plan import finished, load_config, plan_jobs
+    from llm_cmdp_agents.experiments.records import ReferenceJob
+    from llm_cmdp_agents.run.trainer import Trainer
 
     base = {"seeds": [0], "budgets": [40.0], "threads": 1, "archive": str(tmp_path / "archive"),
             "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 4, "max_prompt_tokens": 160},
@@ -291,21 +302,21 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
             "eval": {"split": "test", "n": 2}, "methods": [{"name": "b", "constraint": "budget"}]}
     out = tmp_path / "out"
     job = plan_jobs(load_config(base), "test", out)[0]
-    assert job["archive"] == str(tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json")
+    assert job.archive == str(tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json")
     res = compare.run_job(job)
     import torch
 
-    assert res["machine"]["torch"] == torch.__version__ and res["machine"]["threads"] == 1 and res["machine"]["cpu"]
+    assert res.machine["torch"] == torch.__version__ and res.machine["threads"] == 1 and res.machine["cpu"]
     archived = json.loads((tmp_path / "archive" / "test" / "b" / "g0_d40" / "seed_0.json").read_text())
     assert archived == json.loads((out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json").read_text())
     local = out / "test" / "b" / "g0_d40" / "seed_0" / "eval.json"
-    local.write_text(json.dumps({**res, "accuracy": 1.0}))  # the job ran again elsewhere: which counts is unclear
+    local.write_text(json.dumps({**res.to_dict(), "accuracy": 1.0}))  # ran again elsewhere: which counts is unclear
     with pytest.raises(ValueError, match="differ"):
         finished(job)
     shutil.rmtree(out)  # the run folder is gone (a new machine): the archive answers, nothing is trained again
     monkeypatch.setattr(Trainer, "train", lambda self, updates=None: pytest.fail("a finished run was rerun"))
-    assert compare.run_job(job)["per_problem"] == res["per_problem"]
-    assert finished(job)["fingerprint"] == res["fingerprint"]
+    assert compare.run_job(job).per_problem == res.per_problem
+    assert finished(job).fingerprint == res.fingerprint
     # the config changed since: the archived record is not this job's result
     changed = plan_jobs(load_config({**base, "train": {**base["train"], "lr": 1e-3}}), "test", out)[0]
     with pytest.raises(ValueError, match="seed_0.json was written with other settings"):
@@ -318,42 +329,44 @@ def test_finished_runs_are_read_back_from_the_archive_and_a_bad_archive_copy_is_
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a run record"):
         finished(job)
-    path.write_text(json.dumps({**res, "updates": 0}))
+    path.write_text(json.dumps({**res.to_dict(), "updates": 0}))
     with pytest.raises(ValueError, match="0 of the 1 planned updates"):
         finished(job)
     # a record run with another default (or other weights) than the code (and models) now give is refused
-    assert res["resolved"]["train"]["clip"] == 0.2 and res["resolved"]["models"]["student"]
-    assert res["code"] is None or len(res["code"]["commit"]) == 40
+    assert res.resolved["train"]["clip"] == 0.2 and res.resolved["models"]["student"]
+    assert res.code is None or len(res.code["commit"]) == 40
     for where, key, value in (("train", "clip", 0.3), ("models", "student", "0" * 16), ("constraint", "unsafe_reward",
                                                                                        -1.0)):
-        old = json.loads(json.dumps(res))
+        old = json.loads(json.dumps(res.to_dict()))
         old["resolved"][where][key] = value
         path.write_text(json.dumps(old))
         with pytest.raises(ValueError, match=rf"other defaults or model weights .*\['{where}'\]"):
             finished(job)
-    path.write_text(json.dumps({k: v for k, v in res.items() if k != "resolved"}))  # a record from before: read
-    assert finished(job)["per_problem"] == res["per_problem"]
+    path.write_text(json.dumps({k: v for k, v in res.to_dict().items() if k != "resolved"}))  # an old record: read
+    assert finished(job).per_problem == res.per_problem
     # the references: kept in the archive too, and checked against the model, env and problems asked for
     monkeypatch.undo()
-    ref = {"out": str(out), "archive": base["archive"], "name": "student", "model": base["policy"]["model"],
-           "env": compare.settings(load_config(base), {"constraint": "none"}, 0, None)["env"], "split": "test",
-           "test_split": "test", "n": 2, "batch_size": 2, "threads": 1, "device": "cpu"}
+    ref = ReferenceJob(out=str(out), archive=base["archive"], name="student", model=base["policy"]["model"],
+                       env=compare.settings(load_config(base), {"constraint": "none"}, 0, None)["env"], split="test",
+                       test_split="test", n=2, batch_size=2, threads=1, device="cpu")
     first = compare._reference(ref)
     assert (tmp_path / "archive" / "references" / "student.json").is_file()
     shutil.rmtree(out)
-    import llm_cmdp_agents.evaluate as evaluate
+    import llm_cmdp_agents.run.evaluate as evaluate
 
     monkeypatch.setattr(evaluate, "evaluate_policy", lambda *a, **k: pytest.fail("a finished reference was rerun"))
-    assert compare._reference(ref)["per_problem"] == first["per_problem"]
+    assert compare._reference(ref).per_problem == first.per_problem
     with pytest.raises(ValueError, match="student.json was written for another model"):
-        compare._reference({**ref, "n": 3})
+        compare._reference(dataclasses.replace(ref, n=3))
 
 
 def test_a_contrast_of_unpaired_runs_is_an_error():
-    from llm_cmdp_agents.compare_report import _check_paired
+    from types import SimpleNamespace
+
+    from llm_cmdp_agents.experiments.report import _check_paired
 
     def runs(seeds, n=4, task="ArithmeticTask(split='test')"):
-        return [{"seed": s, "split": "test", "n": n, "eval_task": task} for s in seeds]
+        return [SimpleNamespace(seed=s, split="test", n=n, eval_task=task) for s in seeds]
 
     _check_paired(runs([1, 0]), runs([0, 1]), "a", "b")  # order does not matter
     for other in (runs([0, 2]), runs([0, 1], n=5), runs([0, 1], task="ArithmeticTask(split='validation')")):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_cmdp_agents.compare_stats import bootstrap_ci, metric_arrays, paired_difference, summary_row
+from llm_cmdp_agents.experiments.records import PerProblem, ReferenceRecord
+from llm_cmdp_agents.experiments.stats import bootstrap_ci, metric_arrays, paired_difference, summary_row
 
 
 def _run(seed, correct, cost):
-    return {"seed": seed, "per_problem": {"correct": correct, "cost": cost}}
+    return ReferenceRecord("r", "test", len(correct), 0.0, 0.0, 0.0, PerProblem(correct, cost), "f", seed=seed)
 
 
 def test_metric_arrays_score_every_run_at_the_budget():
@@ -61,24 +62,22 @@ def _write(job, correct, cost, **extra):
     import json
     from pathlib import Path
 
-    from llm_cmdp_agents.compare_plan import fingerprint
-
-    res = {k: job[k] for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
-    res.update({"per_problem": {"correct": correct, "cost": cost}, "fingerprint": fingerprint(job), "accuracy": 0.0,
+    res = {k: getattr(job, k) for k in ("phase", "method", "grid_index", "grid", "budget", "seed", "split", "n")}
+    res.update({"per_problem": {"correct": correct, "cost": cost}, "fingerprint": job.fingerprint, "accuracy": 0.0,
                 "mean_cost": 0.0, "mean_length": 0.0, "train_seconds": 0.0, **extra})
-    Path(job["run_dir"]).mkdir(parents=True, exist_ok=True)
-    (Path(job["run_dir"]) / "eval.json").write_text(json.dumps(res))
+    Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(job.run_dir) / "eval.json").write_text(json.dumps(res))
 
 
 def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget(tmp_path):
-    from llm_cmdp_agents.compare_plan import load_config, plan_jobs, select_settings
+    from llm_cmdp_agents.experiments.plan import load_config, plan_jobs, select_settings
 
     cfg = load_config({"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
                        "methods": [{"name": "b", "constraint": "budget", "grid": [{}, {"budget_scale": 0.5}]},
                                    {"name": "t", "constraint": "none", "grid": [{}, {"train": {"lr": 1e-4}}]}]})
     jobs = plan_jobs(cfg, "validation", tmp_path)
     # budget method: 2 settings x 2 budgets; budget-free method: 2 settings, trained once each
-    assert len(jobs) == 6 and sorted({j["budget"] for j in jobs if j["method"] == "t"}) == [None]
+    assert len(jobs) == 6 and sorted({j.budget for j in jobs if j.method == "t"}) == [None]
     with pytest.raises(RuntimeError, match="unfinished"):
         select_settings(cfg, tmp_path)
     outcome = {  # (method, grid, budget) -> per-problem correct, cost
@@ -90,7 +89,7 @@ def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget
         ("t", 1, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # mean cost: setting 1 wins the tie)
     }
     for j in jobs:
-        _write(j, *outcome[(j["method"], j["grid_index"], j["budget"])])
+        _write(j, *outcome[(j.method, j.grid_index, j.budget)])
     chosen = select_settings(cfg, tmp_path)
     assert {d: c["grid_index"] for d, c in chosen["b"].items()} == {"10": 1, "20": 0}
     assert chosen["b"]["10"]["scores"] == [0.25, 0.5]
@@ -98,31 +97,31 @@ def test_the_setting_with_the_best_validation_safe_accuracy_is_chosen_per_budget
     assert chosen["t"]["10"]["rule"] == "tie on safe accuracy: lower mean cost"
     assert chosen["b"]["10"]["rule"] == "highest safe accuracy" and chosen["b"]["10"]["at_edge"] is None
     test = plan_jobs(cfg, "test", tmp_path)
-    runs = {(j["method"], j["grid_index"], j["budget"]) for j in test}
+    runs = {(j.method, j.grid_index, j.budget) for j in test}
     assert runs == {("b", 1, 10.0), ("b", 0, 20.0), ("t", 1, None)}
     assert len(test) == 3 * 2  # x 2 seeds; "t" chose the same setting at both budgets: trained once per seed
-    assert [j["settings"]["env"]["budget"] for j in test if j["method"] == "b" and j["budget"] == 10.0] == [5.0, 5.0]
+    assert [j.settings["env"]["budget"] for j in test if j.method == "b" and j.budget == 10.0] == [5.0, 5.0]
 
 
 def test_building_a_run_leaves_the_job_settings_and_so_its_fingerprint_alone(tmp_path):
     """A learned multiplier's ``update_every`` is filled in by RunConfig: on a copy, or a finished run's fingerprint
     (taken after training) would never match its plan again and the sweep would stop at it."""
-    from llm_cmdp_agents.compare_plan import fingerprint, load_config, plan_jobs
-    from llm_cmdp_agents.config import EnvConfig, PolicyConfig, RunConfig, TrainConfig
+    from llm_cmdp_agents.experiments.plan import load_config, plan_jobs
+    from llm_cmdp_agents.run.config import EnvConfig, PolicyConfig, RunConfig, TrainConfig
 
     cfg = load_config({"seeds": [0], "budgets": [10], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
                        "train": {"algo": "grpo", "prompts_per_update": 3, "group_size": 2},
                        "methods": [{"name": "l", "constraint": "learned-lagrangian", "grid": [{}]}]})
     job = plan_jobs(cfg, "validation", tmp_path)[0]
-    before = fingerprint(job)
-    st = job["settings"]
+    before = job.fingerprint
+    st = job.settings
     run = RunConfig(EnvConfig(**st["env"]), PolicyConfig(**st["policy"]), TrainConfig.from_dict(st["train"]))
     assert run.env.constraint_kwargs["update_every"] == 6
-    assert "update_every" not in st["env"]["constraint_kwargs"] and fingerprint(job) == before
+    assert "update_every" not in st["env"]["constraint_kwargs"] and job.fingerprint == before
 
 
 def test_method_ids_name_what_a_method_trains():
-    from llm_cmdp_agents.compare_plan import load_config, method_id
+    from llm_cmdp_agents.experiments.plan import load_config, method_id
 
     cfg = load_config("benchmarks/compare_shortcut.json")
     ids = {m["name"]: method_id(cfg, m) for m in cfg["methods"]}
@@ -134,8 +133,8 @@ def test_method_ids_name_what_a_method_trains():
 def test_a_budget_free_method_is_scored_at_each_budget_with_the_setting_chosen_for_it(tmp_path):
     """A budget-free method that chose setting 0 at d=10 and setting 1 at d=20 is trained with both; the table at
     each budget holds only the runs of that budget's choice (the report once paired 2 x 2 runs against 2)."""
-    from llm_cmdp_agents.compare_plan import load_config, plan_jobs, select_settings
-    from llm_cmdp_agents.compare_report import _runs, summarise
+    from llm_cmdp_agents.experiments.plan import load_config, plan_jobs, select_settings
+    from llm_cmdp_agents.experiments.report import _runs, summarise
 
     cfg = load_config({"seeds": [0, 1], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [9]},
                        "methods": [{"name": "b", "constraint": "budget", "grid": [{}, {"budget_scale": 0.5}]},
@@ -145,13 +144,13 @@ def test_a_budget_free_method_is_scored_at_each_budget_with_the_setting_chosen_f
                 ("t", 0, None): ([1, 1, 0, 0], [1, 1, 1, 1]),     # d=10: 2, d=20: 2
                 ("t", 1, None): ([1, 1, 1, 1], [1, 15, 15, 15])})  # d=10: 1, d=20: 4
     for j in plan_jobs(cfg, "validation", tmp_path):
-        _write(j, *val[(j["method"], j["grid_index"], j["budget"])])
+        _write(j, *val[(j.method, j.grid_index, j.budget)])
     chosen = select_settings(cfg, tmp_path)
     assert {d: c["grid_index"] for d, c in chosen["t"].items()} == {"10": 0, "20": 1}
     test = plan_jobs(cfg, "test", tmp_path)
-    assert sorted({j["grid_index"] for j in test if j["method"] == "t"}) == [0, 1]
+    assert sorted({j.grid_index for j in test if j.method == "t"}) == [0, 1]
     for j in test:
-        _write(j, *(([1, 1, 0, 0], [1, 1, 1, 1]) if j["grid_index"] == 0 else ([1, 1, 1, 1], [1, 15, 15, 15])))
+        _write(j, *(([1, 1, 0, 0], [1, 1, 1, 1]) if j.grid_index == 0 else ([1, 1, 1, 1], [1, 15, 15, 15])))
     summary = summarise(cfg, _runs(cfg, tmp_path, "test"), [], reps=50, selection=chosen)
     for d, want in (("10", 0.5), ("20", 1.0)):
         row = summary[d]["methods"]["t"]
@@ -161,15 +160,15 @@ def test_a_budget_free_method_is_scored_at_each_budget_with_the_setting_chosen_f
 
 def test_status_reports_finished_seeds_pooled_scores_and_cpu_time_without_writing(tmp_path, capsys):
     """``--phase status``: what a multi-session sweep has finished so far, read only (nothing trained or written)."""
-    from llm_cmdp_agents.compare import run_compare
-    from llm_cmdp_agents.compare_plan import load_config, plan_jobs
-    from llm_cmdp_agents.compare_report import status, status_text
+    from llm_cmdp_agents.experiments.compare import run_compare
+    from llm_cmdp_agents.experiments.plan import load_config, plan_jobs
+    from llm_cmdp_agents.experiments.report import status, status_text
 
     cfg = load_config({"seeds": [0], "budgets": [10, 20], "eval": {"n": 4}, "validation": {"n": 4, "seeds": [8, 9]},
                        "methods": [{"name": "b", "constraint": "budget", "grid": [{}]},
                                    {"name": "t", "constraint": "none", "grid": [{}]}]})
     jobs = plan_jobs(cfg, "validation", tmp_path)  # b: 2 budgets x 2 seeds; t: trained once, 2 seeds
-    done = [j for j in jobs if (j["method"], j["budget"]) in (("b", 10.0), ("t", None))][:3]
+    done = [j for j in jobs if (j.method, j.budget) in (("b", 10.0), ("t", None))][:3]
     for j in done:
         _write(j, [1, 1, 0, 0], [5, 15, 15, 1], train_seconds=100.0, eval_seconds=20.0)
     st = status(cfg, tmp_path)
@@ -217,8 +216,7 @@ def test_the_committed_comparison_results_recompute_from_the_committed_records(t
     import json
     from pathlib import Path
 
-    from llm_cmdp_agents.compare_plan import grid_points
-    from llm_cmdp_agents.compare_report import report_from_records
+    from llm_cmdp_agents.experiments.report import read_records, report_from_records
 
     data = Path(__file__).resolve().parents[1] / "docs" / "data"
     pairs = [(p, data / p.name.replace("_results.json", "_records.jsonl"))
@@ -226,11 +224,7 @@ def test_the_committed_comparison_results_recompute_from_the_committed_records(t
     assert pairs, "no committed comparison results"
     for results, records in pairs:
         res = json.loads(results.read_text())
-        recs = [json.loads(line) for line in records.read_text().splitlines()]
-        methods = {m["name"]: m for m in res["config"]["methods"]}
-        for r in recs:
-            if "grid_index" not in r and r["method"] in methods:
-                r["grid_index"] = grid_points(methods[r["method"]]).index(r["grid"])
+        recs = read_records(records, res["config"])
         budgets = [float(d) for d in res["summary"]]  # the tested budgets (a binding check may drop some)
         summary, md = report_from_records(res["config"], recs, res["selection"], budgets)
         if "markdown" in res:
@@ -238,10 +232,11 @@ def test_the_committed_comparison_results_recompute_from_the_committed_records(t
         else:
             _agrees(json.loads(json.dumps(summary)), res["summary"])
         if "binding" in res:
-            from llm_cmdp_agents.compare_plan import check_binding
+            from llm_cmdp_agents.experiments.plan import check_binding
 
             archive = data.parent.parent / res["config"]["archive"]
-            student = json.loads((archive / "references" / "student_validation.json").read_text())
+            student = ReferenceRecord.from_dict(json.loads((archive / "references" / "student_validation.json")
+                                                           .read_text()))
             check = check_binding({**res["config"], "archive": str(archive)}, tmp_path / results.stem, student)
             assert json.loads(json.dumps(check)) == res["binding"], results.name
             assert res["binding"]["test_budgets"] == budgets, results.name

@@ -45,7 +45,7 @@ def allowance():
 
 def test_the_registry_says_what_each_budget_means():
     budget_free = {name for name, spec in REGISTRY.items() if not spec.reads_budget}
-    assert budget_free == {"none", "distill", "lagrangian"}  # what agents/compare_plan.py's BUDGET_FREE spelled out
+    assert budget_free == {"none", "distill", "lagrangian"}  # what agents/experiments/plan.py's BUDGET_FREE spelled out
     assert [n for n, s in REGISTRY.items() if not s.episode_budget] == ["worst-case"]
     assert constraint_spec("worst-case").statistics_budget(0.8) is None
     assert constraint_spec("budget").statistics_budget(3.0) == 3.0
@@ -61,9 +61,9 @@ def test_the_registry_says_what_each_budget_means():
 
 def test_a_new_observing_rule_is_tracked_while_sampling_exactly_as_the_env_reports(allowance, tiny_dir,
                                                                                      tiny_env_kwargs):
-    from llm_cmdp_agents.conditioning import budgets_from_episodes
-    from llm_cmdp_agents.sampling import sample
-    from llm_cmdp_env.fast_path import replay
+    from llm_cmdp_agents.engine.conditioning import conditions_from_episodes
+    from llm_cmdp_agents.engine.sampling import sample
+    from llm_cmdp_env.replay.fast_path import replay
 
     env = tiny_env(tiny_env_kwargs, "allowance", budget=30.0)
     assert "allowance_left" in env.observation_space.spaces
@@ -72,18 +72,18 @@ def test_a_new_observing_rule_is_tracked_while_sampling_exactly_as_the_env_repor
     z0 = tracker.initial(3)
     assert z0.tolist() == [1.0, 1.0, 1.0]
     s = sample(policy, prompts, base.max_new_tokens, base.eos_ids, base.pad_id, generator=torch.Generator()
-               .manual_seed(0), budget0=tracker.start(prompts, z0), budget_step=tracker.step)
+               .manual_seed(0), condition0=tracker.start(prompts, z0), condition_step=tracker.step)
     eps = replay(env, problems, s.completions, student_token_logprobs=s.token_logprobs, keep_infos=True)
-    budgets = budgets_from_episodes(z0, eps, "allowance_left")
-    for b, zs, ep in zip(budgets, s.budget, eps):
+    budgets = conditions_from_episodes(z0, eps, "allowance_left")
+    for b, zs, ep in zip(budgets, s.conditions, eps):
         np.testing.assert_allclose(b.numpy(), zs.numpy(), rtol=1e-4, atol=1e-4)
         assert float(b[1]) == np.float32(ep.infos[0]["allowance"])  # the env's own value, as the policy saw it
     assert any(float(b[-1]) < 1.0 for b in budgets)
 
 
 def test_a_new_observing_rule_trains_plots_and_runs_under_sb3(allowance, tiny_dir, tmp_path, one_thread):
-    from llm_cmdp_agents.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig, TrainConfig
-    from llm_cmdp_agents.runs import train_run
+    from llm_cmdp_agents.run.config import EnvConfig, EvalConfig, PolicyConfig, RunConfig, TrainConfig
+    from llm_cmdp_agents.run.folder import train_run
 
     cfg = RunConfig(EnvConfig(teacher=str(tiny_dir / "teacher"), max_new_tokens=10, max_prompt_tokens=160,
                               constraint="allowance", budget=30.0),
@@ -93,7 +93,7 @@ def test_a_new_observing_rule_trains_plots_and_runs_under_sb3(allowance, tiny_di
     res = train_run(tmp_path / "run", cfg, progress=False, out=lambda m: None)
     assert res["status"] == "finished" and res["after"]["constraint_satisfaction"] is not None
     agent = json.loads((tmp_path / "run" / "final" / "agent_config.json").read_text())
-    assert agent["budget_conditioning"] is True  # the rule adds an observation: the policy reads it by default
+    assert agent["conditioning"] is True  # the rule adds an observation: the policy reads it by default
     progress = (tmp_path / "run" / "progress.csv").read_text().splitlines()
     assert progress[0].split(",").count("budget") == 1 and progress[1].split(",")[progress[0].split(",").index(
         "budget")] == "30.0"  # the statistics' budget, read from the stack
@@ -102,17 +102,17 @@ def test_a_new_observing_rule_trains_plots_and_runs_under_sb3(allowance, tiny_di
     pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO
 
-    from llm_cmdp_agents.sb3_policy import HFCausalLMPolicy
+    from llm_cmdp_agents.interop.sb3_policy import HFCausalLMPolicy
 
     env = tiny_env({"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 12, "max_prompt_tokens": 160},
                    "allowance", budget=30.0, obs_key="left_over")  # a renamed key is found in the space
     model = PPO(HFCausalLMPolicy, env, n_steps=16, batch_size=8, n_epochs=1, seed=0, device="cpu",
-                policy_kwargs={"model": str(tiny_dir / "student"), "budget_conditioning": True})
+                policy_kwargs={"model": str(tiny_dir / "student"), "conditioning": True})
     obs, _ = env.reset(seed=1)
     o = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
     low = {**o, "left_over": o["left_over"] * 0 - 1.0}
     with torch.no_grad():
-        model.policy.llm.budget_proj.weight.normal_(0, 1.0)
+        model.policy.llm.condition_proj.weight.normal_(0, 1.0)
         probs = [model.policy.get_distribution(x).distribution.probs for x in (o, low)]
     assert not torch.allclose(*probs)  # the policy reads the rule's observation entry
     model.learn(16)

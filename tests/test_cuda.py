@@ -35,7 +35,7 @@ def test_vector_env_on_cuda_matches_cpu(tiny_env_kwargs):
 
 
 def _sample_runs(policy, modes):
-    from llm_cmdp_agents.sampling import sample
+    from llm_cmdp_agents.engine.sampling import sample
 
     prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
     runs = []
@@ -49,7 +49,7 @@ def _sample_runs(policy, modes):
 def test_graph_sampler_on_cuda_matches_eager(tiny_dir, mode):
     """The compiled decode (torch.compile + CUDA graphs) and the directly captured graph against eager decoding,
     fp32 so they can agree exactly; twice, so the second run replays the captured graph on a reset cache."""
-    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.engine.policy import LLMPolicy
 
     policy = LLMPolicy(str(tiny_dir / "student"), device="cuda", value_head=False, bf16_autocast=False)
     runs = _sample_runs(policy, ("eager", mode, mode))
@@ -61,7 +61,7 @@ def test_graph_sampler_on_cuda_matches_eager(tiny_dir, mode):
 
 def test_cudagraph_sampler_under_bf16_autocast_matches_the_static_step(tiny_dir):
     """Under bf16 autocast (captured without the autocast weight cache) the graph replays the static step."""
-    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.engine.policy import LLMPolicy
 
     policy = LLMPolicy(str(tiny_dir / "student"), device="cuda", value_head=False)
     static, graphed, again = _sample_runs(policy, ("static", "cudagraph", "cudagraph"))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_cmdp_env import cuda_graph, decode_modes
-from llm_cmdp_env.cuda_graph import GraphedStep, RerunBackend
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv
+from llm_cmdp_env.scoring import cuda_graph, decode_modes
+from llm_cmdp_env.scoring.cuda_graph import GraphedStep, RerunBackend
 from tests.test_static_decode import _run, _same
 from tests.test_static_scoring import _kwargs, _same_run
 
@@ -64,7 +64,7 @@ def test_graphed_step_replays_new_inputs_and_advances_the_cache_once_per_call():
 def test_cudagraph_needs_cuda(tiny_dir):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         MathDistillVectorEnv(2, decode="cudagraph", **_kwargs(tiny_dir, "teacher_nll"))
-    from llm_cmdp_agents.policy import LLMPolicy
+    from llm_cmdp_agents.engine.policy import LLMPolicy
 
     with pytest.raises(ValueError, match="needs a CUDA device"):
         LLMPolicy(str(tiny_dir / "student"), device="cpu", decode="cudagraph")
@@ -81,18 +81,18 @@ def test_cudagraph_env_equals_eager_across_autoresets(tiny_dir, divergence):
 
 @pytest.mark.usefixtures("graphs_on_cpu", "one_thread")
 def test_cudagraph_sampler_equals_eager(tiny_dir):
-    from llm_cmdp_agents.policy import LLMPolicy
-    from llm_cmdp_agents.static_decode import decoder_for
+    from llm_cmdp_agents.engine.policy import LLMPolicy
+    from llm_cmdp_agents.engine.static_decode import decoder_for
 
     policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=False, decode="cudagraph",
-                       budget_conditioning=True)
+                       conditioning=True)
     with torch.no_grad():
-        policy.budget_proj.weight.fill_(0.3)
+        policy.condition_proj.weight.fill_(0.3)
 
     def step(tok, logp, active):
         return torch.full((len(tok),), 0.5) - 0.01 * tok.float()
 
-    kw = {"budget0": torch.ones(3), "budget_step": step, "full_logprobs": True}
+    kw = {"condition0": torch.ones(3), "condition_step": step, "full_logprobs": True}
     for greedy in (True, False):
         eager = _run(policy, "eager", greedy, **kw)
         _same(eager, _run(policy, "cudagraph", greedy, **kw))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_cmdp_env import atomic_io, cli, data
+from llm_cmdp_env import cli, data
+from llm_cmdp_env.common import atomic_io
+from llm_cmdp_env.judge.verify import check_answer
 from llm_cmdp_env.tasks import load_task
-from llm_cmdp_env.verify import check_answer
 
 SHARED = data.dev_data_dir()
 needs_shared = pytest.mark.skipif(not (SHARED / "gsm8k" / "test.jsonl").is_file()

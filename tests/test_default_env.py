@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import llm_cmdp_env  # noqa: F401
-from llm_cmdp_env.demo import SamplingPolicy
+from llm_cmdp_env.cli.demo import SamplingPolicy
 
 
 def test_default_env_runs_offline_with_no_arguments():

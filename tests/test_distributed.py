@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_agents.distributed import World
+from llm_cmdp_agents.engine.distributed import World
 from tests.child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[1]

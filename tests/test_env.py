@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
 from llm_cmdp_env import TokenAction
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
-from llm_cmdp_env.scoring import IncrementalScorer, sequence_logprobs
+from llm_cmdp_env.scoring.logprobs import IncrementalScorer, sequence_logprobs
 
 DIVERGENCES = ["teacher_nll", "log_ratio", "reverse_kl", "forward_kl"]
 

@@ -7,8 +7,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
-from llm_cmdp_env.fast_path import prompt_ids, replay, sample_problems
-from llm_cmdp_env.scoring import batch_completion_logprobs, sequence_logprobs
+from llm_cmdp_env.replay.fast_path import prompt_ids, replay, sample_problems
+from llm_cmdp_env.scoring.logprobs import batch_completion_logprobs, sequence_logprobs
 
 
 class CostPenalty(gym.Wrapper):
@@ -121,7 +121,7 @@ def test_replay_through_real_wrappers_equals_stepping(tiny_env_kwargs):
 
 def test_score_completions_checks_every_token(tiny_env_kwargs):
     """Completions as lists, numpy arrays or tensors are accepted; a bad token gets the env's own error."""
-    from llm_cmdp_env.fast_path import score_completions
+    from llm_cmdp_env.replay.fast_path import score_completions
 
     env = MathDistillEnv(**tiny_env_kwargs)
     env.reset(seed=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_cmdp_env import verify
+from llm_cmdp_env.judge import verify
 from tests.child_env import child_env
 
 # ---- the answer checker
@@ -285,7 +285,7 @@ def test_killed_worker_is_replaced_and_its_checks_retried(checker_up):
 
 CHILD = """
 import threading, time
-from llm_cmdp_env import verify
+from llm_cmdp_env.judge import verify
 verify.is_equivalent("\\\\frac{1}{2}", "0.5")
 threading.Thread(target=verify.is_equivalent, args=("9^{9^{9^{9}}}", "1"), kwargs={"timeout": 60}, daemon=True).start()
 print(verify._worker_pid(), flush=True)
@@ -339,11 +339,11 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from llm_cmdp_env.actions import TokenAction, VectorTokenAction  # noqa: E402
+from llm_cmdp_env.common.interrupts import GracefulInterrupt  # noqa: E402
 from llm_cmdp_env.envs.math_distill import MathDistillEnv  # noqa: E402
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv  # noqa: E402
-from llm_cmdp_env.fast_path import replay, sample_problems  # noqa: E402
-from llm_cmdp_env.interrupts import GracefulInterrupt  # noqa: E402
+from llm_cmdp_env.episode.actions import TokenAction, VectorTokenAction  # noqa: E402
+from llm_cmdp_env.replay.fast_path import replay, sample_problems  # noqa: E402
 
 
 def _row(env: MathDistillEnv) -> torch.Tensor:
@@ -439,7 +439,7 @@ def test_bad_reset_options(tiny_env_kwargs, tmp_path, options, error, match):
 
 
 def test_lengths_are_checked_against_the_position_table(tiny_env_kwargs):
-    # the tiny teacher has 1024 positions: this used to build, then crash with IndexError ~900 steps in
+    # the tiny teacher has 1024 positions: refused at construction, not ~900 steps in
     with pytest.raises(ValueError, match=r"160 \+ 2000 = 2160 exceeds the teacher's 1024 positions"):
         MathDistillEnv(**{**tiny_env_kwargs, "max_new_tokens": 2000})
     with pytest.raises(ValueError, match="exceeds"):  # refused before allocating gigabytes of observation
@@ -525,7 +525,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dir, tmp_path, kill
 
 
 def test_corrupted_checkpoints_are_named_and_skipped(tiny_dir, tmp_path, capsys):
-    from llm_cmdp_agents.checkpoint import CheckpointError, latest_checkpoint, verify_checkpoint
+    from llm_cmdp_agents.run.checkpoint import CheckpointError, latest_checkpoint, verify_checkpoint
     from llm_cmdp_env.cli import main
 
     run = tmp_path / "run"
@@ -533,7 +533,7 @@ def test_corrupted_checkpoints_are_named_and_skipped(tiny_dir, tmp_path, capsys)
     ckpts = run / "checkpoints"
     latest = ckpts / "latest.pt"
     data = bytearray(latest.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # a few flipped bytes used to resume silently with garbage optimiser state
+    data[len(data) // 2] ^= 0xFF  # a few flipped bytes: refused, never resumed with garbage optimiser state
     latest.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="latest.pt.*does not match"):
         verify_checkpoint(latest)
@@ -581,8 +581,8 @@ def test_nan_costs_are_refused_by_the_wrappers():
 
 def test_a_reused_base_env_must_be_bare_and_of_the_asked_split(tiny_env_kwargs):
     """Evaluating on a training env's problems would silently score the wrong split."""
-    from llm_cmdp_agents.config import EnvConfig
-    from llm_cmdp_agents.runs import make_env
+    from llm_cmdp_agents.run.build import make_env
+    from llm_cmdp_agents.run.config import EnvConfig
 
     cfg = EnvConfig(teacher=tiny_env_kwargs["teacher"], max_new_tokens=8, max_prompt_tokens=160,
                     constraint="budget", budget=5.0)

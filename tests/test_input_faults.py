@@ -1,4 +1,4 @@
-"""Inputs that used to give wrong or lost numbers without a word (issue 19): reference answers with trailing text,
+"""Inputs that must never give wrong or lost numbers without a word: reference answers with trailing text,
 budgets no episode can meet, huge question lines, Gymnasium's ``max_episode_steps``, ``render()`` without a
 render mode, and your own dataset by name."""
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from llm_cmdp_env.hf_compat import cache_kwargs, decode_mask, output_cache
-from llm_cmdp_env.kv_cache import GrowableCache, new_cache
+from llm_cmdp_env.models.hf_compat import cache_kwargs, decode_mask, output_cache
+from llm_cmdp_env.scoring.kv_cache import GrowableCache, new_cache
 
 pytestmark = pytest.mark.skipif(GrowableCache is None, reason="transformers without the layer cache API")
 

@@ -1,4 +1,4 @@
-"""Training-curve figures (``llm_cmdp_agents.plots``), the ``llm-cmdp plot`` handler and the run logger's CSV /
+"""Training-curve figures (``llm_cmdp_agents.run.plots``), the ``llm-cmdp plot`` handler and the run logger's CSV /
 Weights & Biases outputs, on synthetic run folders (fast; no model is loaded)."""
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from typing import Any
 
 import pytest
 
-from llm_cmdp_env import atomic_io
+from llm_cmdp_env.common import atomic_io
 
 pytest.importorskip("matplotlib")
 
-from llm_cmdp_agents.plots import (  # noqa: E402
+from llm_cmdp_agents.run.log import COLUMNS, WANDB_ID_FILE, RunLogger  # noqa: E402
+from llm_cmdp_agents.run.plots import (  # noqa: E402
     CURVES_FILE,
     RunFolderError,
     load_run,
-    plot_main,
     plot_runs,
     write_run_plots,
 )
-from llm_cmdp_agents.run_log import COLUMNS, WANDB_ID_FILE, RunLogger  # noqa: E402
+from llm_cmdp_env.cli import main  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -146,7 +146,7 @@ def test_write_run_plots_not_strict_warns(tmp_path: Path) -> None:
 
 
 def test_missing_matplotlib_warns_and_returns_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llm_cmdp_agents import plots
+    from llm_cmdp_agents.run import plots
 
     run = make_run(tmp_path / "run")
     monkeypatch.setattr(plots, "_warned_no_matplotlib", False)
@@ -163,10 +163,10 @@ def test_missing_matplotlib_warns_and_returns_none(tmp_path: Path, monkeypatch: 
 def test_plot_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = make_run(tmp_path / "a")
     b = make_run(tmp_path / "b", budget=None, constraint="none", lam=False)
-    assert plot_main([str(a)]) == 0
+    assert main(["plot", str(a)]) == 0
     assert_png(a / CURVES_FILE)
     out = tmp_path / "both.png"
-    assert plot_main([str(a), str(b), "--out", str(out), "--smooth", "2"]) == 0
+    assert main(["plot", str(a), str(b), "--out", str(out), "--smooth", "2"]) == 0
     assert_png(out)
     assert str(out) in capsys.readouterr().out
 
@@ -181,7 +181,7 @@ def test_plot_cli_rejects_non_run_folders(tmp_path: Path, capsys: pytest.Capture
         (bad / "progress.csv").write_text("")
     elif kind == "header_only":
         (bad / "progress.csv").write_text(",".join(COLUMNS) + "\n")
-    assert plot_main([str(good), str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["plot", str(good), str(bad), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "llm-cmdp plot: error:" in err and kind in err
     assert not (tmp_path / "x.png").exists()

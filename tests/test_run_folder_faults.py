@@ -1,4 +1,4 @@
-"""Run folders and the CLI's own defaults (issue 19): one writer per folder, bit-exact resume with the default
+"""Run folders and the CLI's own defaults: one writer per folder, bit-exact resume with the default
 thread count, dependent defaults applied after every flag, corrupted config/results files named, and an
 evaluation size the split cannot hold refused before anything is written."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_cmdp_agents.config import ALGOS
-from llm_cmdp_agents.run_lock import LOCK_FILE, RunLock, RunLockedError
+from llm_cmdp_agents.algos.registry import ALGORITHMS
+from llm_cmdp_agents.run.lock import LOCK_FILE, RunLock, RunLockedError
 from llm_cmdp_env.cli import main
 from tests.child_env import child_env
 from tests.test_faults import _results, _rows, _train_args, _weights
@@ -29,7 +29,7 @@ def _files(folder: Path) -> list[str]:
 
 def test_a_second_process_on_a_run_folder_gets_a_clear_error_and_writes_nothing(tiny_dir, tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llm_cmdp_agents.run_lock import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llm_cmdp_agents.run.lock import RunLock\n"
                                f"RunLock({str(run)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)"],
                               env=child_env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -123,7 +123,7 @@ def test_resume_reuses_the_recorded_thread_count(tiny_dir, tmp_path, monkeypatch
         assert json.loads((run / "config.json").read_text())["threads"] == 1
         seen = []
         monkeypatch.setattr(commands, "default_threads", lambda: 2)  # more cores free now
-        from llm_cmdp_agents import runs
+        from llm_cmdp_agents.run import folder as runs
 
         train_run = runs.train_run
 
@@ -149,12 +149,13 @@ def test_adaptive_threads_are_recorded_as_such(capsys):
 # ---- 4. defaults that depend on another flag
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_every_algo_alone_resolves_its_own_defaults(algo, capsys):
     assert main(["train", "--algo", algo, "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["train"]["algo"] == algo
-    assert cfg["train"]["group_size"] == (4 if algo == "grpo" else 1)
+    assert cfg["train"]["group_size"] == ALGORITHMS[algo].config.default_group_size
+    assert cfg["train"]["group_size"] == {"ppo": 1, "grpo": 4, "gkd": 1, "minillm": 1}[algo]
 
 
 def test_dependent_defaults_follow_a_config_file_too(tmp_path, capsys):
@@ -162,8 +163,21 @@ def test_dependent_defaults_follow_a_config_file_too(tmp_path, capsys):
     f.write_text(json.dumps({"train": {"algo": "grpo"}}))
     assert main(["train", "--config", str(f), "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["group_size"] == 4
-    with pytest.raises(ValueError, match="GRPO needs group_size >= 2"):  # an explicit 1 is still refused
+    with pytest.raises(ValueError, match="grpo needs group_size >= 2"):  # an explicit 1 is still refused
         main(["train", "--algo", "grpo", "--group-size", "1", "--print-config"])
+
+
+def test_two_runs_of_one_command_give_the_same_numbers_lora_adapters_included(tiny_dir, tmp_path):
+    """LoRA adapters start from random weights: they are drawn from the run's seed, so two processes running the same
+    command train the same run (and a resumed run's "before" evaluates the same untrained policy)."""
+    pytest.importorskip("peft")
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        proc = subprocess.run([sys.executable, "-m", "llm_cmdp_env.cli", *_train_args(tiny_dir, run, updates=2),
+                               "--lora-r", "2"], env=child_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _rows(runs[0]) == _rows(runs[1]) and _results(runs[0]) == _results(runs[1])
+    assert all((_weights(runs[0])[k] == v).all() for k, v in _weights(runs[1]).items())
 
 
 # ---- 7. corrupted run files; which weights an evaluation scored

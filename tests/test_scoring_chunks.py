@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-import llm_cmdp_env.core as core
+import llm_cmdp_env.episode.rules as core
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
-from llm_cmdp_env.fast_path import replay, sample_problems
-from llm_cmdp_env.scoring import CompletionLogits, sequence_logprobs
+from llm_cmdp_env.replay.fast_path import replay, sample_problems
+from llm_cmdp_env.scoring.logprobs import CompletionLogits, sequence_logprobs
 from tests.test_fast_path import _completions
 
 

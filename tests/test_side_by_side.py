@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from llm_cmdp_env import side_by_side
 from llm_cmdp_env.envs.math_distill import MathDistillEnv
-from llm_cmdp_env.fast_path import replay, sample_problems
-from llm_cmdp_env.side_by_side import side_by_side_layers
+from llm_cmdp_env.replay import side_by_side
+from llm_cmdp_env.replay.fast_path import replay, sample_problems
+from llm_cmdp_env.replay.side_by_side import side_by_side_layers
 from llm_cmdp_env.wrappers import apply_constraint
 from llm_cmdp_env.wrappers.constraint import ConstraintWrapper
 from tests.test_fast_path import CostPenalty, _completions
@@ -79,7 +79,7 @@ def _layers_state(env):
 @pytest.fixture
 def waves(monkeypatch):
     """The sizes of the waves run side by side."""
-    from llm_cmdp_env import fast_path
+    from llm_cmdp_env.replay import fast_path
 
     sizes = []
 
@@ -176,7 +176,7 @@ def test_a_rule_ending_an_episode_on_its_last_token_leaves_the_env_s_end(tiny_en
 
 def test_correct_answers_side_by_side(tiny_env_kwargs, waves):
     """Reference solutions among random completions: the task rewards (and the statistics' task return) match."""
-    from llm_cmdp_env.fast_path import solution_ids
+    from llm_cmdp_env.replay.fast_path import solution_ids
 
     kwargs = {**tiny_env_kwargs, "max_new_tokens": 96}
     fast, slow = (apply_constraint(MathDistillEnv(**kwargs), "budget", budget=200.0) for _ in range(2))
@@ -194,7 +194,7 @@ def test_correct_answers_side_by_side(tiny_env_kwargs, waves):
 def test_a_nan_cost_is_refused_by_the_wrappers_as_one_by_one(tiny_env_kwargs):
     """A non-finite cost (scores injected by hand: the scoring itself refuses bad log-probs) makes the replay
     step one by one, where the constraint wrapper names it."""
-    from llm_cmdp_env.fast_path import replay_scored, score_completions
+    from llm_cmdp_env.replay.fast_path import replay_scored, score_completions
 
     env = _stack(tiny_env_kwargs, "budget")
     problems = sample_problems(env, 10)

@@ -37,7 +37,7 @@ def test_one_episode_with_smollm2_teacher(smol):
     assert base.setup.prompts.template == "chat"  # instruct model: chat template used automatically
     assert base.vocab_size == 49152
     # the teacher itself acts greedily: its own NLL cost must be small on average
-    from llm_cmdp_env.demo import SamplingPolicy
+    from llm_cmdp_env.cli.demo import SamplingPolicy
 
     policy = SamplingPolicy(base.teacher, temperature=0.0)
     policy.start(base.prompt_ids)

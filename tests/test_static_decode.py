@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_cmdp_agents.policy import LLMPolicy
-from llm_cmdp_agents.sampling import sample
-from llm_cmdp_agents.static_decode import LENGTH_BUCKET, decoder_for
+from llm_cmdp_agents.engine.policy import LLMPolicy
+from llm_cmdp_agents.engine.sampling import sample
+from llm_cmdp_agents.engine.static_decode import LENGTH_BUCKET, decoder_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,19 +38,19 @@ def test_static_cache_decode_equals_eager(tiny_dir, greedy):
 
 
 def test_static_decode_with_budget_conditioning_and_full_logprobs(tiny_dir):
-    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=False, budget_conditioning=True)
+    policy = LLMPolicy(str(tiny_dir / "student"), device="cpu", value_head=False, conditioning=True)
     with torch.no_grad():
-        policy.budget_proj.weight.fill_(0.3)  # make the budget matter
+        policy.condition_proj.weight.fill_(0.3)  # make the budget matter
 
     def step(tok, logp, active):
         return torch.full((len(tok),), 0.5) - 0.01 * tok.float()
 
-    kw = {"budget0": torch.ones(3), "budget_step": step, "full_logprobs": True}
+    kw = {"condition0": torch.ones(3), "condition_step": step, "full_logprobs": True}
     a, b = _run(policy, "eager", False, **kw), _run(policy, "static", False, **kw)
     _same(a, b)
     for x, y in zip(a.full_logprobs, b.full_logprobs):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
-    for x, y in zip(a.budget, b.budget):
+    for x, y in zip(a.conditions, b.conditions):
         torch.testing.assert_close(x, y)
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from llm_cmdp_env.decode_modes import check_decode
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv
-from llm_cmdp_env.static_scoring import StaticBatchedScorer
+from llm_cmdp_env.scoring.decode_modes import check_decode
+from llm_cmdp_env.scoring.static import StaticBatchedScorer
 
 
 def _kwargs(tiny_dir, divergence):
@@ -48,7 +48,7 @@ def test_static_scorer_equals_eager_through_many_compactions(tiny_dir):
     """Episodes of random lengths in 3 rows, releases and resets, on a cache that fills and compacts."""
     from transformers import AutoModelForCausalLM
 
-    from llm_cmdp_env.batched_scoring import BatchedScorer
+    from llm_cmdp_env.scoring.batched import BatchedScorer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir / "teacher")
     n, rng = 3, np.random.default_rng(0)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from llm_cmdp_env.data import dataset_path
+from llm_cmdp_env.data.registry import dataset_path
 from llm_cmdp_env.tasks import load_task
 from llm_cmdp_env.tasks.gsm8k import gsm8k_path
 from llm_cmdp_env.tasks.jsonl import JsonlTask

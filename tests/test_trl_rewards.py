@@ -1,4 +1,4 @@
-"""TRL reward functions (llm_cmdp_env.trl_rewards): the answer check, and the env's own numbers through a
+"""TRL reward functions (llm_cmdp_env.interop.trl_rewards): the answer check, and the env's own numbers through a
 constraint stack, called as plain callables the way GRPOTrainer calls them; one GRPOTrainer run when TRL is
 installed."""
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import llm_cmdp_env  # noqa: F401  (registers MathDistill-v0)
-from llm_cmdp_env import trl_rewards
-from llm_cmdp_env.prompts import PLAIN_PROMPT_TEMPLATE
+from llm_cmdp_env.interop import trl_rewards
+from llm_cmdp_env.interop.trl_rewards import AnswerReward, EnvReward, answer_reward, completion_text
+from llm_cmdp_env.models.prompts import PLAIN_PROMPT_TEMPLATE
 from llm_cmdp_env.tasks.arithmetic import ArithmeticTask
-from llm_cmdp_env.trl_rewards import AnswerReward, EnvReward, answer_reward, completion_text
 
 MAX_NEW = 48
 

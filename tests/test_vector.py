@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import llm_cmdp_env  # noqa: F401
-from llm_cmdp_env.actions import VectorTokenAction
 from llm_cmdp_env.envs.vector import MathDistillVectorEnv
-from llm_cmdp_env.scoring import sequence_logprobs
+from llm_cmdp_env.episode.actions import VectorTokenAction
+from llm_cmdp_env.scoring.logprobs import sequence_logprobs
 
 DIVERGENCES = ["teacher_nll", "log_ratio", "reverse_kl", "forward_kl"]
 

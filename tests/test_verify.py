@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from llm_cmdp_env.verify import (
+from llm_cmdp_env.judge.verify import (
     MAX_ANSWER_CHARS,
     check_answer,
     extract_answer,

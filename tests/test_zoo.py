@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_cmdp_env import zoo
+from llm_cmdp_env.judge.verify import check_answer
 from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, ArithmeticTask
-from llm_cmdp_env.verify import check_answer
 from llm_cmdp_env.zoo import ZOO_DIR, ZOO_MODELS, zoo_model_path
 from llm_cmdp_env.zoo.eval import greedy_completions
 from llm_cmdp_env.zoo.tokenizer import build_tokenizer

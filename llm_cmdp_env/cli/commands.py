@@ -15,8 +15,8 @@ __all__ = ["add_data_parser", "data", "default_threads", "demo", "print_result",
 
 def default_threads() -> int:
     """The torch threads to use when none is asked for: the cores other processes leave free
-    (:func:`llm_cmdp_env.threads.free_cores`), shared among the ranks ``torchrun`` started on this machine."""
-    from llm_cmdp_env.threads import free_cores
+    (:func:`llm_cmdp_env.common.threads.free_cores`), shared among the ranks ``torchrun`` started on this machine."""
+    from llm_cmdp_env.common.threads import free_cores
 
     return max(1, free_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
@@ -50,7 +50,7 @@ def print_result(result: dict[str, Any], as_json: bool, width: int) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from llm_cmdp_env.demo import run_demo
+    from llm_cmdp_env.cli.demo import run_demo
 
     run_demo(episodes=args.episodes, seed=args.seed, divergence=args.divergence,
              temperature=args.temperature, max_new_tokens=args.max_new_tokens, device=args.device)
@@ -103,7 +103,8 @@ def data(args: argparse.Namespace) -> int:
 
 def add_data_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
     """The ``data`` subcommand's parser."""
-    from llm_cmdp_env.data import DATA_DIR_ENV, REGISTRY, data_dir
+    from llm_cmdp_env.data.folders import DATA_DIR_ENV, data_dir
+    from llm_cmdp_env.data.registry import REGISTRY
 
     names = sorted(REGISTRY)
     d = sub.add_parser("data", help="named datasets (gsm8k, math500, your own): where they are looked for, fetch, "

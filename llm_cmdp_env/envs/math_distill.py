@@ -14,9 +14,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from llm_cmdp_env.actions import TokenAction, parse_action
-from llm_cmdp_env.core import DistillSetup, ScoredCompletion
-from llm_cmdp_env.scoring import IncrementalScorer
+from llm_cmdp_env.episode.actions import TokenAction, parse_action
+from llm_cmdp_env.episode.rules import DistillSetup, ScoredCompletion
+from llm_cmdp_env.scoring.logprobs import IncrementalScorer
 from llm_cmdp_env.tasks import Problem
 
 
@@ -30,7 +30,7 @@ class MathDistillEnv(gym.Env):
         loaded ``PreTrainedModel``.
     student : str, path, model or None
         The acting student, needed only when a student-dependent divergence is chosen and the agent does
-        not attach its own log-probs to the action (:class:`~llm_cmdp_env.actions.TokenAction`). Must
+        not attach its own log-probs to the action (:class:`~llm_cmdp_env.episode.actions.TokenAction`). Must
         share the teacher's vocabulary. Pass the very model your algorithm trains.
     dataset : str, path or task
         ``"arithmetic"`` (procedural, default), ``"gsm8k"``, ``"math500"`` (found by name in the data folder,

@@ -16,13 +16,13 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from llm_cmdp_env.actions import parse_vector_action
-from llm_cmdp_env.core import DistillSetup
-from llm_cmdp_env.decode_modes import check_decode
-from llm_cmdp_env.static_scoring import make_scorer
+from llm_cmdp_env.common.validation import check_positive_int
+from llm_cmdp_env.common.vector_info import reset_mask_of, seed_list
+from llm_cmdp_env.episode.actions import parse_vector_action
+from llm_cmdp_env.episode.rules import DistillSetup
+from llm_cmdp_env.scoring.decode_modes import check_decode
+from llm_cmdp_env.scoring.static import make_scorer
 from llm_cmdp_env.tasks import Problem
-from llm_cmdp_env.validation import check_positive_int
-from llm_cmdp_env.vector_info import reset_mask_of, seed_list
 
 
 class MathDistillVectorEnv(VectorEnv):
@@ -35,14 +35,14 @@ class MathDistillVectorEnv(VectorEnv):
     **kwargs
         The single env's keyword arguments (``teacher``, ``student``, ``dataset``, ``divergence``, ...).
 
-    Actions are an int array ``[N]`` or a :class:`~llm_cmdp_env.actions.VectorTokenAction` carrying the
+    Actions are an int array ``[N]`` or a :class:`~llm_cmdp_env.episode.actions.VectorTokenAction` carrying the
     policy's log-probs. ``reset(options={"problems": [...]})`` sets each row's problem (Problem or index);
     ``options={"reset_mask": mask}`` resets only the masked rows.
     decode : str
         How the teacher's (and a student model's) incremental forward runs: ``"eager"`` (default, a growing
         cache), ``"static"`` (a fixed-size cache), ``"compiled"`` (the same step through ``torch.compile``:
         CUDA graphs on a GPU) or ``"cudagraph"`` (the same step replayed from a CUDA graph, no compiling; CUDA
-        only); same costs to float tolerance (see :mod:`llm_cmdp_env.static_scoring`).
+        only); same costs to float tolerance (see :mod:`llm_cmdp_env.scoring.static`).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}

@@ -8,7 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from llm_cmdp_env.data import REGISTRY, find_dataset_file, get_spec, is_dataset_name, resolve_dataset_path
+from llm_cmdp_env.data.paths import resolve_dataset_path
+from llm_cmdp_env.data.registry import REGISTRY, find_dataset_file, get_spec, is_dataset_name
 from llm_cmdp_env.tasks.base import Problem
 from llm_cmdp_env.tasks.jsonl import JsonlTask
 
@@ -43,7 +44,7 @@ def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str | Non
     ----------
     dataset : str, path or task object
         ``"arithmetic"`` (procedural, the embedded default); a dataset name of
-        :data:`llm_cmdp_env.data.REGISTRY` (``"gsm8k"``, ``"math500"``), read from the data folder (see
+        :data:`llm_cmdp_env.data.registry.REGISTRY` (``"gsm8k"``, ``"math500"``), read from the data folder (see
         :mod:`llm_cmdp_env.data`; never downloaded here); a path to a jsonl file or to a folder holding
         ``<split>.jsonl`` files, GSM8K format (``question``/``answer`` ending in ``#### N``) or MATH format
         (``problem``/``answer``); or any object with ``sample(rng)``, ``__getitem__`` and ``__len__``
@@ -52,7 +53,7 @@ def load_task(dataset: str | os.PathLike | Task = "arithmetic", split: str | Non
         None means the default: ``"train"`` for ``"arithmetic"``, gsm8k and a folder, the only split
         ``"test"`` for math500, nine problems in ten of a file path. A problem never serves two splits: a file
         named ``train``/``validation``/``test.jsonl`` is that split only, any other file holds ``"train"`` (nine
-        in ten) and ``"test"`` (every 10th) (see :func:`llm_cmdp_env.data.resolve_dataset_path`).
+        in ten) and ``"test"`` (every 10th) (see :func:`llm_cmdp_env.data.paths.resolve_dataset_path`).
 
     Raises
     ------

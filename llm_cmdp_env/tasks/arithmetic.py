@@ -36,7 +36,7 @@ import hashlib
 
 import numpy as np
 
-from llm_cmdp_env.prompts import PLAIN_PROMPT_TEMPLATE  # re-exported: the shipped models' prompt format
+from llm_cmdp_env.models.prompts import PLAIN_PROMPT_TEMPLATE  # re-exported: the shipped models' prompt format
 from llm_cmdp_env.tasks.base import Problem
 
 __all__ = ["MAX_STEPS", "PLAIN_PROMPT_TEMPLATE", "SOLUTION_STYLES", "SPLITS", "SPLIT_MARKER", "ArithmeticTask",

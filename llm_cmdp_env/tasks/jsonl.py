@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from llm_cmdp_env.data import Row, holdout_part, parse_any_row, read_jsonl
+from llm_cmdp_env.data.lines import Row, parse_any_row, read_jsonl
+from llm_cmdp_env.data.paths import holdout_part
 from llm_cmdp_env.tasks.base import Problem
 
 
@@ -29,7 +30,7 @@ class JsonlTask:
         The split the file stands for (informative: shown by ``repr``).
     part : str, optional
         ``"train"`` or ``"test"``: only that part of a single file (see
-        :func:`llm_cmdp_env.data.resolve_dataset_path`); ``Problem.index`` stays the problem's place in the file.
+        :func:`llm_cmdp_env.data.paths.resolve_dataset_path`); ``Problem.index`` stays the problem's place in the file.
 
     Raises
     ------

@@ -48,31 +48,12 @@ from llm_cmdp_env.wrappers.stats import CostEpisodeStatistics, EpisodeStatistics
 from llm_cmdp_env.wrappers.worst_case import VectorWorstCaseWrapper, WorstCase, WorstCaseWrapper
 
 __all__ = [
-    "REGISTRY",
-    "BudgetReward",
-    "Constraint",
-    "ConstraintWrapper",
-    "CostInfoWrapper",
-    "DistillReward",
-    "EpisodeStatistics",
-    "FixedLagrangian",
-    "LagrangeMultiplier",
-    "LearnedLagrangian",
-    "SafetyGymnasiumStepWrapper",
-    "Saute",
-    "VectorConstraintWrapper",
-    "VectorCostInfoWrapper",
-    "VectorSafetyGymnasiumStepWrapper",
-    "WorstCase",
-    "apply_constraint",
-    "apply_vector_constraint",
-    "constraint_spec",
-    "register_constraint",
+    "CONSTRAINTS", "REGISTRY", "BudgetReward", "BudgetRewardWrapper", "Constraint", "ConstraintWrapper",
+    "CostEpisodeStatistics", "CostInfoWrapper", "DistillReward", "DistillRewardWrapper", "EpisodeStatistics",
+    "FixedLagrangian", "FixedLagrangianWrapper", "LagrangeMultiplier", "LearnedLagrangian", "LearnedLagrangianWrapper",
+    "SafetyGymnasiumStepWrapper", "Saute", "SauteWrapper", "State", "VectorBudgetRewardWrapper",
+    "VectorConstraintWrapper", "VectorCostEpisodeStatistics", "VectorCostInfoWrapper", "VectorDistillRewardWrapper",
+    "VectorFixedLagrangianWrapper", "VectorLearnedLagrangianWrapper", "VectorSafetyGymnasiumStepWrapper",
+    "VectorSauteWrapper", "VectorWorstCaseWrapper", "WorstCase", "WorstCaseWrapper", "apply_constraint",
+    "apply_vector_constraint", "budget_reward", "constraint_spec", "register_constraint", "saute_normalised_budget",
 ]
-
-# the named classes of the built-in rules and older names, importable from here (not part of __all__)
-_ALIASES = (BudgetRewardWrapper, VectorBudgetRewardWrapper, DistillRewardWrapper, VectorDistillRewardWrapper,
-            FixedLagrangianWrapper, VectorFixedLagrangianWrapper, LearnedLagrangianWrapper,
-            VectorLearnedLagrangianWrapper, SauteWrapper, VectorSauteWrapper, CostEpisodeStatistics,
-            VectorCostEpisodeStatistics, WorstCaseWrapper, VectorWorstCaseWrapper, CONSTRAINTS, State, budget_reward,
-            saute_normalised_budget)

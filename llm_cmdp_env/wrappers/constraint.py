@@ -15,7 +15,7 @@ to the (reward, cost) stream of ``n`` episodes at once:
 ``step`` is written once and serves both adapters: :class:`ConstraintWrapper` runs it on Python floats (one
 env, no numpy overhead on the hot path of the fast path), :class:`VectorConstraintWrapper` on arrays of the
 sub-envs that stepped. Write it with ``+ - * /``, comparisons, ``&``/``|`` and the helpers ``where``,
-``maximum`` and ``not_`` of :mod:`llm_cmdp_env.arrays` (re-exported here), which pick the scalar or the
+``maximum`` and ``not_`` of :mod:`llm_cmdp_env.common.arrays` (re-exported here), which pick the scalar or the
 array form; IEEE float64 arithmetic makes both forms give the same numbers bit for bit (tested: vector
 wrapper == ``SyncVectorEnv`` of single wrappers).
 
@@ -40,8 +40,8 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from llm_cmdp_env.arrays import maximum, not_, where
-from llm_cmdp_env.vector_info import (
+from llm_cmdp_env.common.arrays import maximum, not_, where
+from llm_cmdp_env.common.vector_info import (
     check_next_step_autoreset,
     copy_options,
     force_vector_reset,
@@ -100,6 +100,11 @@ class InfoView:
     def __init__(self, info: Mapping[str, Any], rows: np.ndarray | None = None, n: int = 1) -> None:
         self._info, self._rows, self._n = info, rows, n
 
+    def view(self, info: Mapping[str, Any]) -> InfoView:
+        """Point this (single-env) view at ``info``, a new step's info; returns itself."""
+        self._info = info
+        return self
+
     def get(self, key: str) -> tuple[Any, Any]:
         if key not in self._info:
             return None, False
@@ -147,6 +152,11 @@ class Constraint:
         """Whether the rule changes the observation."""
         return self.observed_field is not None or type(self).observe is not Constraint.observe
 
+    def draws_at_start(self) -> bool:
+        """Whether this rule's episodes may start differently from one another (random draws in :meth:`start`);
+        default :attr:`uses_rng`. A rule whose draws are degenerate for its parameters says False."""
+        return self.uses_rng
+
     def start(self, state: State, rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
         """New episodes start in the rows of ``state`` (arrays, initial values set); returns reset-info entries."""
         return {}
@@ -169,8 +179,8 @@ class Constraint:
     def episodes_until_start_changes(self) -> int | None:
         """How many more episode ends may pass before :meth:`start` can begin an episode differently (None:
         never). Episodes that start before that many end can be run side by side with the same numbers as one
-        after another (the side-by-side replay, :mod:`llm_cmdp_env.side_by_side`). Default: never for a rule without
-        :meth:`finish`, else 1 (safe for any rule); a rule whose ``finish`` leaves ``start`` alone says None."""
+        after another (the side-by-side replay, :mod:`llm_cmdp_env.replay.side_by_side`). Default: never for a rule
+        without :meth:`finish`, else 1 (safe for any rule); a rule whose ``finish`` leaves ``start`` alone says None."""
         return 1 if self.has_finish() else None
 
     def fresh(self, n: int) -> State:
@@ -377,8 +387,7 @@ class ConstraintWrapper(_Adapter, gym.Wrapper):
         reward = float(reward)
         if rule.shapes_reward:
             info.setdefault("task_reward", reward)
-        self._info._info = info
-        res = step_rule(rule, self.state, reward, cost, self._info, terminated or truncated)
+        res = step_rule(rule, self.state, reward, cost, self._info.view(info), terminated or truncated)
         if res.info:
             info.update(res.info)
         if res.stopped:

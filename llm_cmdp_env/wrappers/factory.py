@@ -28,7 +28,7 @@ from llm_cmdp_env.wrappers.saute import Saute
 from llm_cmdp_env.wrappers.stats import CostEpisodeStatistics, VectorCostEpisodeStatistics
 from llm_cmdp_env.wrappers.worst_case import WorstCase
 
-__all__ = ["CONSTRAINTS", "REGISTRY", "ConstraintSpec", "apply_constraint", "apply_vector_constraint",
+__all__ = ["CONSTRAINTS", "REGISTRY", "ConstraintSpec", "apply_constraint", "apply_vector_constraint", "build_rule",
            "constraint_spec", "register_constraint"]
 
 _BUDGET_USES = ("required", "stats", "bound")
@@ -135,8 +135,8 @@ def constraint_spec(name: str | None) -> ConstraintSpec:
     return REGISTRY["none" if name is None else name]
 
 
-def _rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any],
-          env: Any = None) -> tuple[ConstraintSpec, Constraint | None]:
+def build_rule(constraint: str | None, budget: float | None, kwargs: dict[str, Any],
+               env: Any = None) -> tuple[ConstraintSpec, Constraint | None]:
     """The registry entry and the built rule (None for "none"), after checking the budget can be met in ``env``."""
     spec = constraint_spec(constraint)
     name = "none" if constraint is None else constraint
@@ -194,7 +194,7 @@ def apply_constraint(
     ValueError
         For an unknown name (the message lists the accepted ones) or a missing ``budget``/``lam``.
     """
-    spec, rule = _rule(constraint, budget, kwargs, env)
+    spec, rule = build_rule(constraint, budget, kwargs, env)
     wrapped = env if rule is None else wrapper_class(ConstraintWrapper, rule)(env, rule)
     if statistics:
         wrapped = CostEpisodeStatistics(wrapped, budget=spec.statistics_budget(budget))
@@ -211,7 +211,7 @@ def apply_vector_constraint(
 ) -> VectorEnv:
     """Vector twin of :func:`apply_constraint`: the same rule in a :class:`VectorConstraintWrapper`, then
     :class:`VectorCostEpisodeStatistics`. Same parameters; ``venv`` must use NEXT_STEP autoreset."""
-    spec, rule = _rule(constraint, budget, kwargs, venv)
+    spec, rule = build_rule(constraint, budget, kwargs, venv)
     wrapped = venv if rule is None else wrapper_class(VectorConstraintWrapper, rule)(venv, rule)
     if statistics:
         wrapped = VectorCostEpisodeStatistics(wrapped, budget=spec.statistics_budget(budget))

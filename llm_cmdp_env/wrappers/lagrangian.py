@@ -1,5 +1,5 @@
 r"""Lagrangian reward shaping: a fixed multiplier, and a learned one (dual ascent or PID, by a
-:class:`~llm_cmdp_env.multiplier.LagrangeMultiplier`)."""
+:class:`~llm_cmdp_env.wrappers.multiplier.LagrangeMultiplier`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from llm_cmdp_env.multiplier import SETTINGS, LagrangeMultiplier
-from llm_cmdp_env.validation import check_bool, check_real
+from llm_cmdp_env.common.validation import check_bool, check_real
 from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers
+from llm_cmdp_env.wrappers.multiplier import SETTINGS, LagrangeMultiplier
 
 __all__ = ["FixedLagrangian", "LagrangeMultiplier", "LearnedLagrangian"]
 
@@ -67,8 +67,8 @@ class LearnedLagrangian(Constraint):
     budget : float
         The episode cost budget :math:`d` (may be omitted when ``multiplier`` is given).
     **settings
-        The other parameters of :class:`~llm_cmdp_env.multiplier.LagrangeMultiplier` (:data:`SETTINGS`, with its
-        defaults); not allowed with a ``multiplier``.
+        The other parameters of :class:`~llm_cmdp_env.wrappers.multiplier.LagrangeMultiplier` (:data:`SETTINGS`, with
+        its defaults); not allowed with a ``multiplier``.
     auto_update : bool
         Feed every finished episode's cost to the multiplier (default True).
     multiplier : LagrangeMultiplier, optional

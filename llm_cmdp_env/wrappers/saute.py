@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from llm_cmdp_env.validation import check_positive_int, check_real
+from llm_cmdp_env.common.validation import check_positive_int, check_real
 from llm_cmdp_env.wrappers.constraint import Constraint, State, env_attribute, named_wrappers, not_, where
 
 __all__ = ["Saute", "saute_normalised_budget"]
@@ -124,6 +124,10 @@ class Saute(Constraint):
             self.max_episode_steps = check_positive_int(self.max_episode_steps, "max_episode_steps")
         if self.discount == 1.0 or self.max_episode_steps is not None:  # else bind() fills the horizon in
             self.normalised_budget = saute_normalised_budget(self.budget, self.discount, self.max_episode_steps)
+
+    def draws_at_start(self) -> bool:
+        """Whether ``z0`` is drawn (``min_rel_budget < max_rel_budget``) rather than fixed."""
+        return self.min_rel_budget != self.max_rel_budget
 
     def bind(self, env: Any) -> Saute:
         r"""Fill the horizon :math:`T` in from the env when :math:`\gamma < 1` and it was not given."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from llm_cmdp_env.validation import check_positive_int, check_real
+from llm_cmdp_env.common.validation import check_positive_int, check_real
 from llm_cmdp_env.wrappers.constraint import Constraint, State, maximum, named_wrappers, where
 
 __all__ = ["CostEpisodeStatistics", "EpisodeStatistics", "VectorCostEpisodeStatistics"]

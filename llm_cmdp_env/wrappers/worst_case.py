@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from llm_cmdp_env.validation import check_bool, check_positive_int, check_real
+from llm_cmdp_env.common.validation import check_bool, check_positive_int, check_real
 from llm_cmdp_env.wrappers.constraint import Constraint, State, named_wrappers, not_, where
 
 __all__ = ["VectorWorstCaseWrapper", "WorstCase", "WorstCaseWrapper"]

@@ -2,7 +2,7 @@
 
 ``evaluate()`` decodes ``ArithmeticTask("test")[0..n-1]`` greedily in left-padded batches (the attention
 mask is passed so ``generate`` derives correct position ids) and grades each completion with
-:func:`llm_cmdp_env.verify.check_answer`.
+:func:`llm_cmdp_env.judge.verify.check_answer`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from llm_cmdp_env.models import quiet_loading
+from llm_cmdp_env.judge.verify import check_answer
+from llm_cmdp_env.models.loading import quiet_loading
 from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, SPLIT_MARKER, ArithmeticTask
 from llm_cmdp_env.tasks.base import Problem
-from llm_cmdp_env.verify import check_answer
 from llm_cmdp_env.zoo import ZOO_MODELS, zoo_model_path
 
 __all__ = ["accuracy", "evaluate", "greedy_completions"]

@@ -65,8 +65,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from llm_cmdp_env.atomic_io import atomic_path
-from llm_cmdp_env.interrupts import GracefulInterrupt
+from llm_cmdp_env.common.atomic_io import atomic_path
+from llm_cmdp_env.common.interrupts import GracefulInterrupt
 from llm_cmdp_env.tasks.arithmetic import PLAIN_PROMPT_TEMPLATE, ArithmeticTask
 from llm_cmdp_env.zoo.eval import accuracy
 from llm_cmdp_env.zoo.tokenizer import build_tokenizer
