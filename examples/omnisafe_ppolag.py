@@ -5,14 +5,21 @@
 
 The env is OmniSafe's ``CMDP`` (``llm_cmdp_env.interop.omnisafe_env``), the actor the student LM as a categorical policy
 (``llm_cmdp_agents.interop.omnisafe_actor``), the critics OmniSafe's MLPs; the per-token cost is the env's teacher NLL.
-Each epoch prints OmniSafe's own figures from its ``progress.csv``: episode return (reward), episode cost against
-the budget, and the Lagrange multiplier (PPOLag) or the remaining Sauté budget (PPOSaute).
+
+What it prints, last, per algorithm and epoch: the episodes that ended in that epoch (their number, mean return,
+mean summed cost against the budget, share within the budget, mean length: the env's own numbers, from the CMDP's
+episode log) and PPOLag's Lagrange multiplier after the epoch's update. OmniSafe's own ``Metrics/EpCost`` is a
+running mean over its last 50 episodes, not the epoch's; its tables go to ``omnisafe.log`` in the log folder
+(``--log-dir``, else a temporary one). What to look for: PPOLag's λ rises while the epochs' mean cost is over the
+budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +32,10 @@ try:
 except ImportError as e:
     raise SystemExit(f"this example needs OmniSafe (docs/interop.md): {e}") from None
 
-SHOWN = {"Metrics/LagrangeMultiplier": "lambda", "Metrics/EpBudget": "saute_z", "Misc/Nu_star": "nu"}
 
 
 def config(algo: str, steps: int, steps_per_epoch: int, budget: float, max_new_tokens: int, threads: int,
-           log_dir: str, seed: int) -> dict:
+           log_dir: str, seed: int, episode_log: str | None = None) -> dict:
     """OmniSafe ``custom_cfgs`` for ``algo`` on MathDistill-v0 (raw token ids in, no observation normalisation)."""
     cfgs: dict = {
         "seed": seed,
@@ -39,7 +45,8 @@ def config(algo: str, steps: int, steps_per_epoch: int, budget: float, max_new_t
                       "obs_normalize": False},
         "logger_cfgs": {"use_wandb": False, "use_tensorboard": False, "save_model_freq": 10**6, "log_dir": log_dir},
         "model_cfgs": {"actor": {"lr": 1e-5}, "linear_lr_decay": False},
-        "env_cfgs": {"divergence": "teacher_nll", "max_new_tokens": max_new_tokens, "max_prompt_tokens": 160},
+        "env_cfgs": {"divergence": "teacher_nll", "max_new_tokens": max_new_tokens, "max_prompt_tokens": 160,
+                     "episode_log": episode_log},
     }
     if algo.endswith("Saute"):
         cfgs["algo_cfgs"].update(safety_budget=budget, max_ep_len=max_new_tokens, saute_gamma=0.999,
@@ -51,22 +58,36 @@ def config(algo: str, steps: int, steps_per_epoch: int, budget: float, max_new_t
     return cfgs
 
 
-def train(algo: str, args: argparse.Namespace, log_root: str) -> list[dict]:
-    """Train ``algo`` and return OmniSafe's per-epoch rows (``progress.csv``)."""
+def train(algo: str, args: argparse.Namespace, log_root: str) -> list[str]:
+    """Train ``algo`` (OmniSafe's output into ``log_root/omnisafe.log``); return the summary lines to print."""
+    import contextlib
+
+    log = Path(log_root) / f"{algo}_episodes.jsonl"
+    log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    agent = make_agent(algo, config(algo, args.steps, args.steps_per_epoch, args.budget, args.max_new_tokens,
-                                    args.threads, log_root, args.seed), model="zoo:student")
-    agent.learn()
+    with open(Path(log_root) / "omnisafe.log", "a") as quiet, contextlib.redirect_stdout(quiet):
+        agent = make_agent(algo, config(algo, args.steps, args.steps_per_epoch, args.budget, args.max_new_tokens,
+                                        args.threads, log_root, args.seed, str(log)), model="zoo:student")
+        agent.learn()
     seconds = time.perf_counter() - t0
     with open(Path(agent.agent.logger.log_dir) / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    print(f"\n== {algo}: {args.steps} env steps in {seconds:.1f} s ({args.steps / seconds:.1f} steps/s)")
-    for r in rows:
-        extra = " ".join(f"{name} {float(r[k]):.3f}" for k, name in SHOWN.items() if k in r)
-        print(f"epoch {int(float(r['Train/Epoch']))}: EpRet {float(r['Metrics/EpRet']):.3f}  "
-              f"EpCost {float(r['Metrics/EpCost']):.2f} (budget {args.budget:g})  "
-              f"EpLen {float(r['Metrics/EpLen']):.1f}  {extra}")
-    return rows
+    episodes = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = [f"== {algo}: {args.steps} env steps in {seconds:.1f} s ({args.steps / seconds:.1f} steps/s), "
+             f"budget {args.budget:g}"]
+    for epoch, row in enumerate(rows):
+        lo, hi = epoch * args.steps_per_epoch, (epoch + 1) * args.steps_per_epoch
+        mine = [e for e in episodes if lo < e["steps"] <= hi]
+        if not mine:
+            lines.append(f"epoch {epoch}: no episode ended")
+            continue
+        cost, n = [e["cost"] for e in mine], len(mine)
+        lam = f"   lambda after the update {float(row['Metrics/LagrangeMultiplier']):.3f}" \
+            if "Metrics/LagrangeMultiplier" in row else ""
+        lines.append(f"epoch {epoch}: {n} episodes, mean return {sum(e['return'] for e in mine) / n:.3f}, "
+                     f"mean cost {sum(cost) / n:.2f}, within budget {sum(c <= args.budget for c in cost)}/{n}, "
+                     f"mean length {sum(e['length'] for e in mine) / n:.1f}{lam}")
+    return lines
 
 
 def main() -> None:
@@ -80,13 +101,16 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=128, help="episode length limit (default: 128)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-dir", default=None, help="keep OmniSafe's logs and tables here (default: a temporary folder)")
     args = p.parse_args()
     if args.steps < args.steps_per_epoch or args.steps_per_epoch < 2 * args.max_new_tokens:
         p.error("need --steps >= --steps-per-epoch >= 2 * --max-new-tokens (every epoch must finish an episode)")
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="omnisafe-") as log_root:
-        for algo in args.algos:
-            train(algo, args, log_root)
+    with contextlib.ExitStack() as stack:
+        log_root = args.log_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="omnisafe-"))
+        Path(log_root).mkdir(parents=True, exist_ok=True)
+        summary = [line for algo in args.algos for line in train(algo, args, log_root)]
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # light to import (the command line lists the names): torch is imported where a cost is computed
+    import torch
 
 #: ``cost(teacher_logp [B, V], actions [B], teacher_token_logp [B], student_logp [B, V] | None,
 #: student_token_logp [B] | None) -> cost [B]`` (float32 tensors).
-CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"],
-                  torch.Tensor]
+CostFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor | None", "torch.Tensor | None"],
+                  "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class DivergenceSpec:
 
 def _xlogx_diff(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
     """sum_a p (log p - log q), treating 0 * anything as 0."""
+    import torch
+
     p = p_logp.exp()
     terms = torch.where(p > 0, p * (p_logp - q_logp), torch.zeros_like(p))
     return terms.sum(-1)

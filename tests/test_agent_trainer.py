@@ -10,6 +10,7 @@ import torch
 
 from llm_cmdp_agents.algos.registry import get_algorithm
 from llm_cmdp_agents.engine.policy import LLMPolicy
+from llm_cmdp_agents.run.checkpoint import read_checkpoint
 from llm_cmdp_agents.run.trainer import TrainConfig, Trainer
 from llm_cmdp_env.replay.fast_path import replay
 from llm_cmdp_env.wrappers import LearnedLagrangianWrapper
@@ -164,8 +165,7 @@ def test_ctrl_c_finishes_the_update_and_saves_a_checkpoint(tiny_dir, tiny_env_kw
                       run_dir=tmp_path / "run", progress=False, tensorboard=False)
     trainer.train()
     assert trainer.interrupted and trainer.update_idx == 2
-    state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
-    assert state["update"] == 2
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["update"] == 2
 
 
 def test_resume_with_other_settings_is_refused(tiny_dir, tiny_env_kwargs, tmp_path):
@@ -180,7 +180,8 @@ def test_resume_with_other_settings_is_refused(tiny_dir, tiny_env_kwargs, tmp_pa
 
 def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_dir, tiny_env_kwargs, tmp_path):
     """``parallel`` was added after format 2 checkpoints existed: one without it resumes (as "ddp"), and a run
-    written with another ``parallel`` is refused."""
+    written with another ``parallel`` is refused. The edited checkpoint is written in the older layout (digest in a
+    ``.sha256`` file beside it), which still loads."""
     import hashlib
     import io
 
@@ -188,7 +189,7 @@ def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_di
     t = Trainer(env, policy, cfg, run_dir=tmp_path / "r", progress=False, tensorboard=False)
     t.train(1)
     path = tmp_path / "r" / "checkpoints" / "latest.pt"
-    state = torch.load(path, weights_only=False)
+    state = read_checkpoint(path)
     del state["config"]["parallel"]
     buf = io.BytesIO()
     torch.save(state, buf)

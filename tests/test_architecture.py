@@ -368,8 +368,16 @@ def test_every_package_is_in_the_wheel(tmp_path):
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {m for m, p in _modules().items() if p.name == "__init__.py"}
     assert listed == folders, (sorted(folders - listed), sorted(listed - folders))
+    import shutil
+
+    source = tmp_path / "source"  # built from a copy: the build leaves build/ and *.egg-info/ behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "llm_cmdp_env", "agents"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(
+            ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                           if (ROOT / name).is_dir() else {}))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                          str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+                          str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     wheel = next(tmp_path.glob("llm_cmdp_env-*.whl"))
     unpacked = tmp_path / "unpacked"

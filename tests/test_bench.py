@@ -2,13 +2,40 @@
 same table, records and plot; its reward and cost are the env's; bad ``--algo`` strings get clear errors."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from llm_cmdp_agents.experiments.bench import ComputeLimit, resolve_algo
 from llm_cmdp_env.cli import main
 
-CALLS: list[dict] = []
+
+class _Calls:
+    """The calls of the outside algorithm, which runs in a process of its own: one JSON line each in the file named
+    by ``$BENCH_CALLS``."""
+
+    def append(self, call: dict) -> None:
+        with open(os.environ["BENCH_CALLS"], "a") as f:
+            f.write(json.dumps(call) + "\n")
+
+    def __iter__(self):
+        path = Path(os.environ["BENCH_CALLS"])
+        return iter([json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else [])
+
+    def __eq__(self, other):
+        return list(self) == other
+
+    def clear(self) -> None:
+        Path(os.environ["BENCH_CALLS"]).unlink(missing_ok=True)
+
+
+CALLS = _Calls()
+
+
+@pytest.fixture(autouse=True)
+def _calls_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CALLS", str(tmp_path / "calls.jsonl"))
 
 
 def eos_after_two(make_env, budget, seed, limit, token=5):
@@ -135,3 +162,74 @@ def test_a_bad_return_value_is_named(tiny_dir, tmp_path):
         main(["bench", "--config", str(path), "--algo", "tests.test_bench:eos_after_two", "--name", "budget reward"])
     with pytest.raises(ValueError, match="--options must be a JSON object"):
         main(["bench", "--config", str(path), "--algo", "tests.test_bench:eos_after_two", "--options", "[1]"])
+
+
+def exits(make_env, budget, seed, limit):
+    import sys
+
+    sys.exit(0)
+
+
+def over_the_limit(make_env, budget, seed, limit, token=5):
+    """Plays one episode more than its limit allows."""
+    env = make_env()
+    for episode in range(limit.episodes + 1):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(int(env.action_space.sample()))
+            done = terminated or truncated
+    return _FixedCompletion(token, env.unwrapped.tokenizer.eos_token_id)
+
+
+def hangs(make_env, budget, seed, limit):
+    import time
+
+    time.sleep(3600)
+
+
+def _bench(tiny_dir, tmp_path, algo, *extra, methods=None):
+    cfg = _config(tiny_dir, tmp_path)
+    if methods is not None:
+        cfg["methods"] = methods
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return ["bench", "--config", str(path), "--algo", f"tests.test_bench:{algo}", "--no-progress", "--threads", "1",
+            *extra]
+
+
+def test_an_algorithm_that_exits_is_an_error_naming_the_run_not_a_success(tiny_dir, tmp_path):
+    with pytest.raises(RuntimeError, match=r"outside method exits \(seed 0, budget 40.0\) ended its process"):
+        main(_bench(tiny_dir, tmp_path, "exits", methods=[]))
+    assert not list(tmp_path.rglob("eval.json")) and not (tmp_path / "bench" / "results.md").exists()
+
+
+def test_compute_over_the_limit_is_recorded_and_flagged_in_the_report(tiny_dir, tmp_path, capsys):
+    assert main(_bench(tiny_dir, tmp_path, "over_the_limit", methods=[])) == 0  # the outside method alone
+    out = capsys.readouterr().out
+    assert "over_the_limit (outside method): 5–5 training episodes per run, of the limit of 4" in out
+    assert "2 of 2 runs over it: not a like-for-like row" in out  # per budget: its two seeds
+    run = json.loads(next((tmp_path / "bench").rglob("eval.json")).read_text())
+    assert run["train_last"]["over_limit"] is True and run["eval_seconds"] > 0
+    recs = [json.loads(line) for line in (tmp_path / "bench" / "records.jsonl").read_text().splitlines()]
+    assert all(r["train_last"]["episodes"] == 5 for r in recs)
+
+
+def test_a_hanging_algorithm_is_stopped_at_its_time_limit_and_the_finished_runs_are_kept(tiny_dir, tmp_path):
+    args = _bench(tiny_dir, tmp_path, "hangs", "--time-limit", "0.1")
+    with pytest.raises(RuntimeError, match="ran past its time limit of 6 s and was stopped"):
+        main(args)
+    kept = list((tmp_path / "bench" / "test" / "budget-reward").rglob("eval.json"))
+    assert kept  # the built-in method's runs before it were kept
+
+
+def test_bench_status_reads_what_is_finished(tiny_dir, tmp_path, capsys):
+    assert main(_bench(tiny_dir, tmp_path, "eos_after_two", "--phase", "status")) == 0
+    assert "test: 0/" in capsys.readouterr().out
+
+
+def test_file_paths_in_a_setting_are_shortened_in_the_table():
+    from llm_cmdp_agents.experiments.report import _setting_text
+
+    text = _setting_text({"options": {"model": "/a/very/long/path/to/some/checkpoint-folder", "lr": 1e-5}})
+    assert text == '{"options": {"model": ".../checkpoint-folder", "lr": 1e-05}}'

@@ -81,10 +81,31 @@ def test_a_negative_budget_is_fine_where_costs_can_be_negative(tiny_env_kwargs):
 # ---- 6. a huge question line
 
 
-def test_a_50_mb_question_is_refused_at_once(tiny_env_kwargs, tmp_path, monkeypatch):
+def test_a_50_mb_question_is_refused_at_load_naming_file_and_line(tiny_env_kwargs, tmp_path):
     f = tmp_path / "huge.jsonl"
-    f.write_text(_line("x" * 50_000_000, "#### 1") + "\n" + _line("What is 1 + 1?", "#### 2") + "\n")
-    env = MathDistillEnv(**tiny_env_kwargs, dataset=str(f))
+    f.write_text(_line("What is 1 + 1?", "#### 2") + "\n" + _line("x" * 50_000_000, "#### 1") + "\n")
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"huge\.jsonl:2: .*'question' is 50,000,000 characters long"):
+        MathDistillEnv(**tiny_env_kwargs, dataset=str(f))
+    assert time.perf_counter() - t < 5.0
+
+
+def test_a_huge_question_of_a_task_object_is_refused_at_reset_at_once(tiny_env_kwargs, monkeypatch):
+    from llm_cmdp_env.tasks.base import Problem
+
+    class Task:
+        problems = [Problem("x" * 50_000_000, "1"), Problem("What is 1 + 1?", "2")]
+
+        def __len__(self):
+            return len(self.problems)
+
+        def __getitem__(self, i):
+            return self.problems[i]
+
+        def sample(self, rng):
+            return self.problems[1]
+
+    env = MathDistillEnv(**tiny_env_kwargs, dataset=Task())
     calls = []
     encode = env.setup.prompts.encode
     monkeypatch.setattr(env.setup.prompts, "encode", lambda q: calls.append(len(q)) or encode(q))
@@ -153,3 +174,75 @@ def test_a_single_file_trains_on_nine_tenths_and_evaluates_on_the_rest(tmp_path)
     assert not {p.index for p in train} & {p.index for p in test}
     rng = np.random.default_rng(0)
     assert all(train.sample(rng).index % 10 != 9 for _ in range(200))
+
+
+# ---- text that no tokenizer encodes; log-probs that are no log-probs; budgets that are no numbers
+
+
+def test_a_lone_surrogate_is_refused_at_load_and_import_naming_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_CMDP_DATA_DIR", str(tmp_path / "data"))
+    f = tmp_path / "test.jsonl"
+    f.write_text(_line("What is 1 + 1?", "#### 2") + "\n" + '{"question": "q \\ud800", "answer": "#### 1"}\n')
+    with pytest.raises(ValueError, match=r"test\.jsonl:2: .*not valid Unicode text .*lone surrogate"):
+        load_task(str(f))
+    with pytest.raises(ValueError, match=r"test\.jsonl:2"):
+        data.import_dataset("mine", f)
+    assert not (tmp_path / "data" / "mine").exists()
+
+
+def test_a_lone_surrogate_in_a_task_objects_question_is_a_clear_error_at_reset(tiny_env_kwargs):
+    from llm_cmdp_env.tasks.base import Problem
+
+    class Task:
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return Problem("q \ud800", "1")
+
+        def sample(self, rng):
+            return self[0]
+
+    env = MathDistillEnv(**tiny_env_kwargs, dataset=Task())
+    with pytest.raises(ValueError, match="not valid Unicode text"):
+        env.reset(options={"problem": 0})
+
+
+@pytest.mark.parametrize("logprob, why", [(float("inf"), r"\+inf"), (float("-inf"), "-inf"), (3.0, "positive"),
+                                          (float("nan"), "NaN")])
+def test_an_attached_logprob_that_is_no_log_probability_is_a_value_error(tiny_env_kwargs, logprob, why):
+    from llm_cmdp_env import TokenAction
+
+    env = MathDistillEnv(**tiny_env_kwargs, divergence="log_ratio")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=why):
+        env.step(TokenAction(5, logprob=logprob))
+
+
+@pytest.mark.parametrize("budget, why", [("nan", "finite number, got nan"), ("-inf", "finite number, got -inf"),
+                                         ("inf", "finite number, got inf"), ("-5", "can never be met")])
+def test_print_config_refuses_a_budget_the_env_would_refuse(budget, why, capsys):
+    for argv in (["--budget", budget], [f"--budget={budget}"]):  # "-inf" is taken as a value, not an option
+        with pytest.raises(ValueError, match=why):
+            cli.main(["train", "--constraint", "budget", *argv, "--print-config"])
+        assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="finite number"):
+        gym.make("MathDistill-v0", constraint="budget", budget=float("nan"))
+
+
+def test_a_config_json_that_is_no_object_is_named_as_such(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"config\.json holds a JSON list, not an object"):
+        cli.main(["eval", str(tmp_path), "--n", "1"])
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    from tests.child_env import child_env
+
+    for command in ("data list", "--help", "train --help", "train --print-config"):
+        proc = subprocess.run(f"{sys.executable} -m llm_cmdp_env.cli {command} | true", shell=True,
+                              env=child_env(), capture_output=True, text=True, timeout=120)
+        assert proc.stderr == "", (command, proc.stderr)

@@ -2,6 +2,7 @@
 thread count, dependent defaults applied after every flag, corrupted config/results files named, and an
 evaluation size the split cannot hold refused before anything is written."""
 
+import csv
 import json
 import os
 import signal
@@ -97,7 +98,7 @@ def test_killed_run_resumed_with_default_flags_is_bit_exact(tiny_dir, tmp_path):
     assert json.loads((straight / "config.json").read_text())["threads"] == 1
     proc = _cli(_default_threads(_train_args(tiny_dir, killed)), one_core=True)
     deadline = time.time() + 240
-    while not (killed / "checkpoints" / "update_000002.pt.sha256").exists():
+    while not (killed / "checkpoints" / "update_000002.pt").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -222,3 +223,91 @@ def test_eval_n_larger_than_the_split_names_the_flag_and_leaves_no_folder(tiny_d
     args[args.index("--eval-n") + 1] = "3"  # a single file: trained on 27 problems, evaluated on the other 3
     assert main([*args, "--dataset", str(f)]) == 0
     assert json.loads((run / "results.json").read_text())["after"]["n"] == 3
+
+
+# ---- comparisons: one writer per output folder and archive; Ctrl-C, SIGTERM and a full disk end in one line
+
+
+def _sweep_config(tiny_dir, tmp_path, **extra) -> dict:
+    return {"out": str(tmp_path / "sweep"), "archive": str(tmp_path / "archive"), "seeds": [0, 1], "budgets": [40.0],
+            "threads": 1, "references": False,
+            "env": {"teacher": str(tiny_dir / "teacher"), "max_new_tokens": 4, "max_prompt_tokens": 160},
+            "policy": {"model": str(tiny_dir / "student"), "device": "cpu"},
+            "train": {"algo": "grpo", "group_size": 2, "updates": 2, "prompts_per_update": 2, "checkpoint_every": 0},
+            "eval": {"split": "test", "n": 2, "batch_size": 2},
+            "methods": [{"name": "b", "constraint": "budget"}, {"name": "t", "constraint": "none"}], **extra}
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.mark.parametrize("held", ["sweep", "archive"])
+def test_a_second_sweep_on_a_folder_or_an_archive_in_use_is_refused_and_writes_nothing(tiny_dir, tmp_path, held):
+    from llm_cmdp_agents.experiments.compare import run_compare
+
+    cfg = _sweep_config(tiny_dir, tmp_path)
+    other = dict(cfg, out=str(tmp_path / "other"))  # another output folder, the same archive
+    with RunLock(tmp_path / held, what="a test's folder"):
+        before = _files(tmp_path)
+        with pytest.raises(RunLockedError, match=rf"{held} is in use by pid {os.getpid()}"):
+            run_compare(cfg if held == "sweep" else other, progress=False)
+        assert _files(tmp_path) == before  # nothing written, no folder made
+    assert run_compare(cfg, progress=False, phase="test")["runs"]  # free again: it runs
+
+
+def test_two_sweeps_started_together_on_one_folder_run_once(tiny_dir, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(_sweep_config(tiny_dir, tmp_path)))
+    cmd = [sys.executable, "-m", "llm_cmdp_env.cli", "compare", "--config", str(cfg), "--phase", "test",
+           "--no-progress"]
+    procs = [subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = next(err for (_, err), p in zip(outs, procs) if p.returncode == 2)
+    assert "is in use by pid" in refused and "Traceback" not in refused
+    rows = [r["update"] for r in csv.DictReader(next((tmp_path / "sweep").rglob("progress.csv")).open())]
+    assert rows == ["1", "2"]  # one writer: no interleaved rows
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_sweep_ends_in_one_line_and_the_sweep_resumes(tiny_dir, tmp_path, sig):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(_sweep_config(tiny_dir, tmp_path, train={
+        "algo": "grpo", "group_size": 2, "updates": 40, "prompts_per_update": 2, "checkpoint_every": 0})))
+    cmd = [sys.executable, "-m", "llm_cmdp_env.cli", "compare", "--config", str(cfg), "--phase", "test",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list((tmp_path / "sweep").rglob("progress.csv")) and time.time() < deadline:
+        time.sleep(0.2)  # the first run is training
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to continue" in err
+    assert not list((tmp_path / "sweep").rglob("eval.json"))  # the stopped run recorded nothing
+    again = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert len(list((tmp_path / "archive").rglob("seed_*.json"))) == 4
+
+
+def test_a_full_disk_during_a_sweep_is_one_line_and_leaves_no_partial_record(tiny_dir, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(_sweep_config(tiny_dir, tmp_path)))
+    code = ("import errno, os, sys\n"
+            "import llm_cmdp_env.common.atomic_io as aio\n"
+            "real = aio.os.replace\n"
+            "def replace(src, dst):\n"
+            "    if str(dst).endswith('eval.json'):\n"
+            "        raise OSError(errno.ENOSPC, 'No space left on device', str(dst))\n"
+            "    return real(src, dst)\n"
+            "aio.os.replace = replace\n"
+            "from llm_cmdp_env.cli import run\n"
+            f"sys.argv = ['llm-cmdp', 'compare', '--config', {str(cfg)!r}, '--phase', 'test', '--no-progress']\n"
+            "run()\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "llm-cmdp: error: [Errno 28] No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("eval.json")) and not list(tmp_path.rglob("*.tmp"))

@@ -4,13 +4,8 @@ import time
 
 import pytest
 
-from llm_cmdp_env.judge.verify import (
-    MAX_ANSWER_CHARS,
-    check_answer,
-    extract_answer,
-    is_equivalent,
-    reference_from_solution,
-)
+from llm_cmdp_env.judge.answers import MAX_ANSWER_CHARS, extract_answer, reference_from_solution
+from llm_cmdp_env.judge.verify import check_answer, is_equivalent
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,8 @@ def add_commands(sub: argparse._SubParsersAction, formatter: type) -> None:
     c.add_argument("--part", default=None, metavar="K/N",
                    help="run only every N-th job of the phase, from the K-th (split a phase into shorter pieces)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--force", action="store_true", help="take over an output or archive folder whose lock was left "
+                   "by a process on another host (default: off)")
     threads_option(c)
     c.set_defaults(func=compare)
 
@@ -127,10 +129,16 @@ def add_commands(sub: argparse._SubParsersAction, formatter: type) -> None:
     b.add_argument("--options", default=None, metavar="JSON", help="JSON object of keyword arguments for the "
                    "function (default: none)")
     b.add_argument("--out", default=None, help="output folder (default: the config's out)")
-    b.add_argument("--phase", default="all", choices=("validation", "test", "report", "all"),
-                   help="which phase to run (default: all; finished runs are skipped)")
+    b.add_argument("--phase", default="all", choices=("validation", "test", "report", "all", "status"),
+                   help="which phase to run (default: all; finished runs are skipped; status: what is finished so "
+                        "far, training nothing)")
+    b.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop a run of the algorithm that takes longer, with an error (finished runs are kept) "
+                        "(default: none)")
     b.add_argument("--part", default=None, metavar="K/N", help="run only every N-th job of the phase")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--force", action="store_true", help="take over an output or archive folder whose lock was left "
+                   "by a process on another host (default: off)")
     threads_option(b)
     b.set_defaults(func=bench)
 
@@ -145,12 +153,13 @@ def add_commands(sub: argparse._SubParsersAction, formatter: type) -> None:
 
 
 
-def _check_constraint_options(cfg: Any) -> None:
+def _check_constraint_options(env: dict[str, Any]) -> None:
     """The options the constraint's rule needs are given, and a flag of a rule's option (``--lam``) is given only
-    with a constraint whose rule takes it (read from the registry, :attr:`ConstraintSpec.needs`)."""
+    with a constraint whose rule takes it (read from the registry, :attr:`ConstraintSpec.needs`); ``env`` is the
+    settings' ``env`` section, before it is built into a config."""
     from llm_cmdp_env.wrappers import REGISTRY, constraint_spec
 
-    name, given = cfg.env.constraint, cfg.env.constraint_kwargs
+    name, given = env.get("constraint", "none"), env.get("constraint_kwargs") or {}
     needs = constraint_spec(name).needs
     for key in needs:
         if key not in given:
@@ -180,9 +189,8 @@ def _run_config(args: argparse.Namespace) -> Any:
     given = config_overrides(args, args.run_options)
     merged = merge(base, given)
     _check_train_options(merged["train"].get("algo", "ppo"), given.get("train", {}))
-    cfg = RunConfig.from_dict(merged)
-    _check_constraint_options(cfg)
-    return cfg
+    _check_constraint_options(merged["env"])
+    return RunConfig.from_dict(merged)
 
 
 def _check_train_options(algo: str, given: dict[str, Any]) -> None:
@@ -271,8 +279,9 @@ def evaluate(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(merge(read_run_config(args.target).to_dict(), given))
         policy = load_run_policy(args.target, device=args.device)
     else:
-        cfg = RunConfig.from_dict(merge(RunConfig.defaults(), given))
-        _check_constraint_options(cfg)
+        settings = merge(RunConfig.defaults(), given)
+        _check_constraint_options(settings["env"])
+        cfg = RunConfig.from_dict(settings)
         policy = LLMPolicy.from_pretrained(args.target, device=args.device, value_head=False,
                                            conditioning=conditions_on_budget(cfg.policy, cfg.env.constraint))
     ev = cfg.eval
@@ -305,17 +314,27 @@ def _print_compare(res: dict[str, Any], phase: str) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
+def _sweep(config: Any, args: argparse.Namespace, config_file: str | None = None) -> int:
+    """Run a comparison (``compare``, ``bench``) and print what it gave; a Ctrl-C or SIGTERM ends it with one line
+    saying what is kept, exit status 130."""
     from llm_cmdp_agents.experiments.compare import run_compare
+    from llm_cmdp_agents.experiments.stops import SweepInterrupted
 
-    res = run_compare(args.config, out_dir=args.out, progress=not args.no_progress, phase=args.phase,
-                      part=args.part)
+    try:
+        res = run_compare(config, out_dir=args.out, progress=not args.no_progress, phase=args.phase, part=args.part,
+                          force=getattr(args, "force", False), config_file=config_file)
+    except SweepInterrupted as e:
+        print(f"llm-cmdp {args.command}: {e}", file=sys.stderr)
+        return 130
     return _print_compare(res, args.phase)
 
 
+def compare(args: argparse.Namespace) -> int:
+    return _sweep(args.config, args)
+
+
 def bench(args: argparse.Namespace) -> int:
-    from llm_cmdp_agents.experiments.bench import bench_config, write_bench_config
-    from llm_cmdp_agents.experiments.compare import run_compare
+    from llm_cmdp_agents.experiments.bench import bench_config
 
     try:
         options = json.loads(args.options) if args.options else {}
@@ -323,11 +342,9 @@ def bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--options is not valid JSON ({e})") from None
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object, e.g. '{\"lr\": 0.01}'")
-    cfg = bench_config(args.config, args.algo, name=args.name, constraint=args.constraint, options=options)
-    out = Path(args.out or cfg.get("out", "runs/compare"))
-    write_bench_config(cfg, out)
-    res = run_compare(cfg, out_dir=out, progress=not args.no_progress, phase=args.phase, part=args.part)
-    return _print_compare(res, args.phase)
+    cfg = bench_config(args.config, args.algo, name=args.name, constraint=args.constraint, options=options,
+                       time_limit_minutes=args.time_limit)
+    return _sweep(cfg, args, config_file="bench_config.json")
 
 
 def plot(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ problem, so their reward, cost and length are the env's.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import importlib
 import os
@@ -32,13 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from llm_cmdp_env.common.atomic_io import write_json_atomic
-
 if TYPE_CHECKING:
     from llm_cmdp_agents.experiments.records import Job, RunRecord
 
-__all__ = ["ComputeLimit", "EpisodeCounter", "bench_config", "evaluate_callable", "resolve_algo", "run_outside_job",
-           "write_bench_config"]
+__all__ = ["ComputeLimit", "EpisodeCounter", "bench_config", "evaluate_callable", "resolve_algo", "run_outside_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +75,10 @@ def resolve_algo(spec: str) -> Callable[..., Any]:
 
 
 def bench_config(config: str | Path | dict[str, Any], algo: str, name: str | None = None,
-                 constraint: str = "none", options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A compare config with the outside algorithm added as a method (validated: the function must exist)."""
+                 constraint: str = "none", options: dict[str, Any] | None = None,
+                 time_limit_minutes: float | None = None) -> dict[str, Any]:
+    """A compare config with the outside algorithm added as a method (validated: the function must exist);
+    ``time_limit_minutes``: the wall time one of its runs may take (None: no limit)."""
     from llm_cmdp_agents.experiments.plan import load_config
 
     resolve_algo(algo)
@@ -86,8 +86,12 @@ def bench_config(config: str | Path | dict[str, Any], algo: str, name: str | Non
     name = name or algo.split(":")[1]
     if any(m["name"] == name for m in cfg["methods"]):
         raise ValueError(f"a method named {name!r} is already in the config: pass --name")
-    cfg["methods"] = [*cfg["methods"], {"name": name, "constraint": constraint, "outside": algo,
-                                        "grid": [{"options": dict(options or {})}]}]
+    method = {"name": name, "constraint": constraint, "outside": algo, "grid": [{"options": dict(options or {})}]}
+    if time_limit_minutes is not None:
+        if not time_limit_minutes > 0:
+            raise ValueError(f"--time-limit must be > 0 minutes, got {time_limit_minutes!r}")
+        method["time_limit_minutes"] = float(time_limit_minutes)
+    cfg["methods"] = [*cfg["methods"], method]
     return load_config(cfg)
 
 
@@ -147,8 +151,68 @@ def _actor(policy: Any, spec: str) -> Callable[[Any], Any] | None:
 
 
 def run_outside_job(job: Job) -> RunRecord:
-    """Train and evaluate one run of an outside method (called by :func:`llm_cmdp_agents.experiments.compare.run_job`);
-    writes and returns its ``eval.json`` record."""
+    """Train and evaluate one run of an outside method (called by :func:`llm_cmdp_agents.experiments.compare.run_job`)
+    in a process of its own, and return its ``eval.json`` record.
+
+    Its own process, so that nothing the algorithm does can pass for a result: a ``sys.exit``, a crash or an
+    exception of the algorithm is an error naming the run (nothing recorded), and with a time limit
+    (``job.time_limit_s``, ``llm-cmdp bench --time-limit``) a run still going at the limit is stopped, with an
+    error; the finished runs are kept either way. A Ctrl-C or SIGTERM stops it too
+    (:class:`~llm_cmdp_agents.experiments.stops.RunStopped`)."""
+    import multiprocessing as mp
+    import tempfile
+
+    from llm_cmdp_agents.experiments.records import RunRecord, read_json_record
+    from llm_cmdp_env.common.interrupts import stop_requested
+
+    where = f"{job.method} (seed {job.seed}, budget {job.budget})"
+    with tempfile.TemporaryDirectory(prefix="llm-cmdp-bench-") as tmp:
+        outcome = Path(tmp) / "outcome.json"
+        proc = mp.get_context("spawn").Process(target=_outside_child, args=(job, str(outcome)), daemon=True)
+        t0 = time.monotonic()
+        proc.start()
+        while proc.is_alive():
+            proc.join(0.5)
+            over = job.time_limit_s is not None and time.monotonic() - t0 > job.time_limit_s
+            if over or stop_requested():
+                proc.terminate()
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+                if over:
+                    raise RuntimeError(f"outside method {where} ran past its time limit of {job.time_limit_s:g} s "
+                                       "and was stopped: nothing recorded for it (the finished runs are kept)")
+                from llm_cmdp_agents.experiments.stops import RunStopped
+
+                raise RunStopped(f"{job.run_dir}: stopped (interrupted); nothing recorded")
+        found = read_json_record(outcome) if outcome.is_file() else None
+    if found is None or "error" not in found[0] and "record" not in found[0]:
+        raise RuntimeError(f"outside method {where} ended its process (exit code {proc.exitcode}, e.g. sys.exit) "
+                           "before returning a policy: nothing recorded for it")
+    if "error" in found[0]:
+        kind = found[0]["kind"]
+        error = getattr(builtins, kind, None)
+        if not (isinstance(error, type) and issubclass(error, Exception)):
+            error = RuntimeError
+        raise error(f"outside method {where}: {found[0]['error']}")
+    return RunRecord.from_dict(found[0]["record"], str(job.run_dir))
+
+
+def _outside_child(job: Job, outcome: str) -> None:
+    """The body of an outside run, in its own process: what it gives (the record, or the error) goes to
+    ``outcome``; ``sys.exit`` by the algorithm leaves nothing there."""
+    from llm_cmdp_env.common.atomic_io import write_json_atomic
+
+    try:
+        res = _train_and_evaluate_outside(job)
+    except Exception as e:  # the algorithm's failure, reported by the parent as one error naming the run
+        write_json_atomic(outcome, {"error": str(e), "kind": type(e).__name__})
+        raise
+    write_json_atomic(outcome, {"record": res.to_dict()})
+
+
+def _train_and_evaluate_outside(job: Job) -> RunRecord:
     import torch
 
     from llm_cmdp_agents.experiments.plan import code_version, machine, resolved
@@ -157,6 +221,7 @@ def run_outside_job(job: Job) -> RunRecord:
     from llm_cmdp_agents.run.config import EnvConfig, EvalConfig, RunConfig, TrainConfig
     from llm_cmdp_agents.run.evaluate import evaluate_policy
 
+    torch.set_num_threads(job.threads)
     st = job.settings
     spec = st["outside"]["algo"]
     fn = resolve_algo(spec)
@@ -172,24 +237,17 @@ def run_outside_job(job: Job) -> RunRecord:
     seconds = time.perf_counter() - t0
     act = _actor(policy, spec)
     eval_env = make_eval_env(run)
+    t1 = time.perf_counter()
     if act is None:
         ev = evaluate_policy(policy, eval_env, job.n, batch_size=job.batch_size, per_problem=True)
     else:
         ev = evaluate_callable(act, eval_env, job.n)
-    res = RunRecord(**job.key(), train_seconds=round(seconds, 2),
+    res = RunRecord(**job.key(), train_seconds=round(seconds, 2), eval_seconds=round(time.perf_counter() - t1, 2),
                     accuracy=ev["accuracy"], mean_cost=ev["mean_cost"], mean_length=ev["mean_length"],
                     per_problem=PerProblem.from_dict(ev["per_problem"]),
                     train_last={"episodes": tally["episodes"], "steps": tally["steps"],
-                                "limit_episodes": limit.episodes},
+                                "limit_episodes": limit.episodes, "over_limit": tally["episodes"] > limit.episodes},
                     outside=spec, eval_task=repr(eval_env.unwrapped.setup.task), fingerprint=job.fingerprint,
                     machine=machine(), code=code_version(), resolved=resolved(job))
     write_record(res, Path(job.run_dir) / "eval.json", job.archive)
     return res
-
-
-def write_bench_config(cfg: dict[str, Any], out: Path) -> Path:
-    """The config the benchmark ran (the compare config plus the outside method), beside its results."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "bench_config.json"
-    write_json_atomic(path, cfg)
-    return path

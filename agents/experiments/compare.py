@@ -64,7 +64,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,11 @@ from llm_cmdp_agents.experiments.records import (
     read_json_record,
     write_record,
 )
+from llm_cmdp_agents.experiments.stops import RunStopped, SweepInterrupted
+from llm_cmdp_env.common.atomic_io import write_json_atomic
 
-__all__ = ["PHASES", "load_config", "plan_jobs", "run_compare", "run_job", "select_settings"]
+__all__ = ["PHASES", "RunStopped", "SweepInterrupted", "load_config", "plan_jobs", "run_compare", "run_job",
+           "select_settings"]
 
 PHASES = ("validation", "test", "report", "all", "status")
 
@@ -125,8 +128,8 @@ def run_job(job: Job) -> RunRecord:
     trainer.train()
     seconds = time.perf_counter() - t0
     if trainer.interrupted or trainer.update_idx != run.train.updates:  # a stopped run is not a result
-        raise RuntimeError(f"{job.run_dir}: training stopped after {trainer.update_idx} of {run.train.updates} "
-                           "updates (interrupted); nothing recorded, the run starts again on the next call")
+        raise RunStopped(f"{job.run_dir}: training stopped after {trainer.update_idx} of {run.train.updates} "
+                         "updates (interrupted); nothing recorded, the run starts again on the next call")
     # the evaluation stack: the run's own (a Sauté policy needs z), without multiplier learning; the common
     # criterion (cost <= d) is applied to the per-problem costs afterwards, for every d of the sweep
     eval_env = make_eval_env(run)
@@ -188,31 +191,80 @@ def _reference(job: ReferenceJob) -> ReferenceRecord:
     return res
 
 
+def _stop_workers() -> None:
+    """Pass a stop request on to the worker processes (each in its own process group: a terminal's Ctrl-C reaches
+    only this process, which forwards it once): their trainers finish the update they are in and stop."""
+    import multiprocessing as mp
+    import signal
+
+    for child in mp.active_children():
+        try:
+            os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass
+
+
 def _run_all(jobs: list[Any], fn: Any, workers: int, progress: bool, desc: str) -> list[Any]:
+    """Run ``fn`` on every job (in ``workers`` processes when more than one), in order of completion; a Ctrl-C or
+    SIGTERM lets the runs in progress stop (nothing of them is recorded), keeps every finished one and raises
+    :class:`SweepInterrupted`."""
     from tqdm import tqdm
+
+    from llm_cmdp_env.common.interrupts import GracefulInterrupt
 
     out: list[Any] = []
     bar = tqdm(total=len(jobs), disable=not progress, desc=desc, dynamic_ncols=True)
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for res in pool.map(fn, jobs):
-                out.append(res)
-                bar.update(1)
-                bar.set_postfix(method=str(res.method)[:18], acc=f"{res.accuracy:.2f}")
-    else:
-        import torch
+    def finished(res: Any) -> None:
+        out.append(res)
+        bar.update(1)
+        bar.set_postfix(method=str(res.method)[:18], acc=f"{res.accuracy:.2f}")
 
-        saved = torch.get_num_threads()
-        try:
-            for job in jobs:
-                out.append(fn(job))
-                bar.update(1)
-                bar.set_postfix(method=str(out[-1].method)[:18], acc=f"{out[-1].accuracy:.2f}")
-        finally:
-            torch.set_num_threads(saved)
-    bar.close()
+    message = "interrupted: stopping the runs in progress (finished runs are kept; again to stop at once)"
+    try:
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import as_completed
+            from concurrent.futures.process import BrokenProcessPool
+
+            with GracefulInterrupt(message, out=tqdm.write, on_request=_stop_workers) as stop, \
+                    ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=os.setpgrp) as pool:
+                futures = [pool.submit(fn, job) for job in jobs]
+                try:
+                    for fut in as_completed(futures):
+                        if stop.requested:
+                            for f in futures:
+                                f.cancel()
+                        try:
+                            finished(fut.result())
+                        except (RunStopped, KeyboardInterrupt, BrokenProcessPool):
+                            if not stop.requested:
+                                raise
+                        except CancelledError:
+                            pass
+                finally:
+                    if stop.requested:
+                        for f in futures:
+                            f.cancel()
+                if stop.requested:
+                    raise SweepInterrupted(desc, len(out), len(jobs))
+        else:
+            import torch
+
+            saved = torch.get_num_threads()
+            try:
+                with GracefulInterrupt(message, out=tqdm.write) as stop:
+                    for job in jobs:
+                        try:
+                            finished(fn(job))
+                        except RunStopped:
+                            stop.requested = True
+                        if stop.requested:
+                            raise SweepInterrupted(desc, len(out), len(jobs))
+            finally:
+                torch.set_num_threads(saved)
+    finally:
+        bar.close()
     return out
 
 
@@ -244,10 +296,21 @@ def _part(jobs: list[Job], part: str | None) -> list[Job]:
 
 
 def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None = None, progress: bool = True,
-                phase: str = "all", part: str | None = None) -> dict[str, Any]:
+                phase: str = "all", part: str | None = None, force: bool = False,
+                config_file: str | None = None) -> dict[str, Any]:
     """Run ``phase`` of the protocol (see the module docstring). Returns the report (``paths``, ``markdown``, ...)
-    when the report was written, else ``{"phase", "runs"}``."""
+    when the report was written, else ``{"phase", "runs"}`` (``{"phase": "status", "status"}`` for ``status``).
+
+    The output folder and the archive have one writer each: the phases that write hold both folders' locks
+    (:class:`~llm_cmdp_agents.run.lock.RunLock`; a second sweep on either gets
+    :class:`~llm_cmdp_agents.run.lock.RunLockedError` naming the folder and its owner and writes nothing; ``force``
+    takes over a lock left by another host). ``config_file``: also write the resolved config under that name in
+    the output folder (``llm-cmdp bench``: ``bench_config.json``). A Ctrl-C or SIGTERM stops the runs in progress
+    and raises :class:`SweepInterrupted` (finished runs are kept: the same call continues)."""
+    import contextlib
+
     from llm_cmdp_agents.algos.config import TrainConfig
+    from llm_cmdp_agents.run.lock import RunLock
 
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
@@ -262,7 +325,16 @@ def run_compare(config: str | Path | dict[str, Any], out_dir: str | Path | None 
                                                                   or (out / "binding.json").is_file()):
             views.append(status(cfg, out, "test"))  # the test plan exists once validation has chosen
         return {"phase": "status", "status": views}
-    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(RunLock(out, force=force, what="comparison folder"))
+        if cfg.get("archive"):
+            locks.enter_context(RunLock(cfg["archive"], force=force, what="archive folder"))
+        if config_file is not None:
+            write_json_atomic(out / config_file, cfg)
+        return _run_phases(cfg, out, progress, phase, part)
+
+
+def _run_phases(cfg: dict[str, Any], out: Path, progress: bool, phase: str, part: str | None) -> dict[str, Any]:
     workers = int(cfg.get("workers", 1))
     cfg.setdefault("threads", 1 if workers > 1 else max(1, os.cpu_count() or 1))
     env = settings(cfg, {"constraint": "none"}, 0, None)["env"]

@@ -20,7 +20,7 @@ __all__ = ["at_edge", "axis_value", "budget_free", "check_binding", "code_versio
            "resolved", "select_settings", "settings", "slug", "test_budgets"]
 
 _METHOD_KEYS = {"name", "constraint", "constraint_kwargs", "train", "policy", "env", "grid", "widen", "axis",
-                "axis_bounds", "budget", "outside"}
+                "axis_bounds", "budget", "outside", "time_limit_minutes"}
 _GRID_KEYS = {"constraint_kwargs", "train", "policy", "env", "budget_scale", "options"}
 
 
@@ -72,7 +72,7 @@ def load_config(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     if len(sizes) > 1:
         raise ValueError(f"{where}: every method needs a grid of the same size (a fair search), got sizes "
                          f"{sorted(sizes)}")
-    if sizes != {1} and "validation" not in cfg:
+    if sizes - {1} and "validation" not in cfg:
         raise ValueError(f"{where}: grids of several settings need a 'validation' section to choose on")
     if "binding" in cfg:
         b = cfg["binding"]
@@ -212,7 +212,9 @@ def plan_jobs(cfg: dict[str, Any], phase: str, out: Path) -> list[Job]:
                         archive=(None if not cfg.get("archive") else
                                  str(Path(cfg["archive"]) / where.parent / f"{where.name}.json")),
                         threads=threads, batch_size=cfg["eval"].get("batch_size", 64),
-                        settings=settings(cfg, m, g, budget)))
+                        settings=settings(cfg, m, g, budget),
+                        time_limit_s=(None if m.get("time_limit_minutes") is None
+                                      else 60.0 * float(m["time_limit_minutes"]))))
     return list(jobs.values())
 
 

@@ -80,13 +80,15 @@ class RunKey:
 @dataclass
 class Job(RunKey):
     """One planned run of a comparison phase: its :class:`RunKey`; ``settings`` are its env / policy / train (and
-    ``outside``) sections, ``run_dir`` its folder and ``archive`` its record's archived copy (or None)."""
+    ``outside``) sections, ``run_dir`` its folder and ``archive`` its record's archived copy (or None);
+    ``time_limit_s`` stops an outside method's run that takes longer."""
 
     run_dir: str
     archive: str | None
     threads: int
     batch_size: int
     settings: dict[str, Any]
+    time_limit_s: float | None = None  # an outside method's wall-time limit per run (not part of what it ran)
 
     @property
     def fingerprint(self) -> str:
@@ -272,6 +274,7 @@ class ReportRecord(_Record):
     machine: dict[str, Any] | None = None
     train_trace: dict[str, list[Any]] | None = None
     eval_task: str | None = None
+    train_last: dict[str, Any] | None = None  # an outside method's compute: episodes and steps against its limit
     version: int = VERSION
 
     COMPACT: ClassVar[bool] = True

@@ -79,7 +79,8 @@ def records(cfg: dict[str, Any], out: Path, references: list[ReferenceRecord]) -
                 updates=r.updates, divergence=r.divergence, eval_seconds=r.eval_seconds, machine=r.machine,
                 mean_cost=r.mean_cost, mean_length=r.mean_length,
                 at_budget=_score(r, cfg["budgets"] if r.budget is None else [r.budget]), train_trace=r.train_trace,
-                eval_task=r.eval_task, per_problem=PerProblem.from_compact(r.per_problem.compact())))
+                eval_task=r.eval_task, train_last=r.train_last,
+                per_problem=PerProblem.from_compact(r.per_problem.compact())))
     for r in references:
         rows.append(ReportRecord(
             phase="reference", method=r.method, method_id=r.method, seed=None, budget=None, grid=None, split=r.split,
@@ -162,6 +163,10 @@ def summarise(cfg: dict[str, Any], runs: list[ReportRecord], references: list[Re
                                "seed_share": float(np.mean([c <= d for c in row["cost"]["per_seed"]]))}
             row["train_seconds"] = float(np.mean([r.train_seconds for r in by[name]]))
             row["updates"] = by[name][0].updates
+            used = [r.train_last for r in by[name] if r.train_last]
+            if used:  # an outside method: the compute it used against the limit every method trains on
+                row["compute"] = {"episodes": [u["episodes"] for u in used], "limit": used[0]["limit_episodes"],
+                                  "over_limit_runs": sum(u["episodes"] > u["limit_episodes"] for u in used)}
             if selection:
                 pick = selection[name][f"{d:g}"]
                 row["choice"] = {k: pick.get(k) for k in ("grid_index", "at_edge", "rule")}
@@ -188,6 +193,20 @@ def summarise(cfg: dict[str, Any], runs: list[ReportRecord], references: list[Re
     return out
 
 
+def _setting_text(grid: dict[str, Any]) -> str:
+    """A grid point for the table: its JSON, with file paths cut to their last part (``.../model``)."""
+    def short(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [short(x) for x in v]
+        if isinstance(v, str) and "/" in v and len(v) > 24:
+            return ".../" + v.rstrip("/").rsplit("/", 1)[-1]
+        return v
+
+    return json.dumps(short(grid))
+
+
 def _ci(x: dict[str, Any], fmt: str = ".3f") -> str:
     return f"{x['mean']:{fmt}} [{x['low']:{fmt}}, {x['high']:{fmt}}]"
 
@@ -212,7 +231,7 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, row in part["methods"].items():
             per_seed = row["accuracy"]["per_seed"]
-            setting = json.dumps(row["grid"]) if row["grid"] else "–"
+            setting = _setting_text(row["grid"]) if row["grid"] else "–"
             if row.get("choice", {}).get("at_edge"):
                 setting += " (edge)"
             exp = row["expected"]
@@ -221,6 +240,13 @@ def markdown_report(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
                          f"{_ci(row['cost'], '.1f')} | {exp['verdict']} ({exp['seed_share']:.0%}) | "
                          f"{_ci(row['safe_accuracy'])} | "
                          f"{', '.join(f'{x:.3f}' for x in per_seed)} ({row['accuracy']['seed_std']:.3f}) | {secs} |")
+        for name, row in part["methods"].items():
+            if "compute" in row:
+                c = row["compute"]
+                over = (f"**{c['over_limit_runs']} of {len(c['episodes'])} runs over it: not a like-for-like row**"
+                        if c["over_limit_runs"] else "every run within it")
+                lines.append(f"\n{name} (outside method): {min(c['episodes'])}–{max(c['episodes'])} training "
+                             f"episodes per run, of the limit of {c['limit']} every method trains on; {over}.")
         if part["contrasts"]:
             head = "accuracy" + ("" if margin is None else f" (verdict, margin ±{margin:g})")
             claim = any("claim" in c for c in part["contrasts"])

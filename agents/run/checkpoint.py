@@ -1,10 +1,12 @@
 """Checkpoints that resume a training run exactly, and that are never silently wrong.
 
 A checkpoint holds the trained weights, optimiser, learned multipliers, every random generator (env problem
-stream, Sauté budget draws, sampling, minibatch shuffling), update counter and log history. It is written
-atomically (temp file, fsync, rename) with its SHA-256 recorded beside it (``<name>.sha256``, the format of
-``sha256sum``), and verified before loading: a file cut short or with flipped bytes is named on stderr and the
-newest intact checkpoint of the run is used instead (:func:`latest_checkpoint`), or a clear error is raised.
+stream, Sauté budget draws, sampling, minibatch shuffling), update counter and log history. One file holds the
+state and its SHA-256 (a header line before the ``torch.save`` bytes), written atomically (temp file, fsync,
+rename), so a kill at any instant leaves the previous checkpoint or the new one, both whole and checkable. It is
+verified before loading: a file cut short or with flipped bytes is named on stderr and the newest intact checkpoint
+of the run is used instead (:func:`latest_checkpoint`), or a clear error is raised. Checkpoints written with the
+digest in a ``<name>.sha256`` file beside them still load.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from llm_cmdp_env.common.atomic_io import write_bytes_atomic
 if TYPE_CHECKING:
     from llm_cmdp_agents.run.trainer import Trainer
 
-__all__ = ["CheckpointError", "latest_checkpoint", "load_checkpoint", "save_checkpoint", "verify_checkpoint"]
+__all__ = ["CheckpointError", "latest_checkpoint", "load_checkpoint", "read_checkpoint", "save_checkpoint",
+           "verify_checkpoint", "write_checkpoint"]
 
 LATEST = "latest.pt"
 FORMAT = 2
@@ -37,11 +40,16 @@ _MAY_CHANGE = {"updates", "checkpoint_every"}
 _NUMBERED = re.compile(r"update_(\d+)\.pt$")
 
 
+#: The first line of a checkpoint file; the second is ``sha256:<hex digest of the rest>``.
+MAGIC = b"llm_cmdp_agents checkpoint\n"
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, damaged, or written by other settings)."""
 
 
 def _sidecar(path: Path) -> Path:
+    """Where checkpoints written before the digest moved into the file keep it."""
     return path.with_name(path.name + ".sha256")
 
 
@@ -70,29 +78,39 @@ def save_checkpoint(trainer: Trainer, path: str | Path, copies: tuple[Path, ...]
         "python_rng": random.getstate(),
         "history": list(trainer.history),
     }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    data = buf.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    for target in (*copies, path):
-        # the checkpoint first, then its checksum: a kill in between leaves a checkpoint whose checksum does not
-        # match (it is then skipped for the previous intact one), never a checksum vouching for a partial file
-        write_bytes_atomic(target, data)
-        write_bytes_atomic(_sidecar(target), f"{digest}  {target.name}\n".encode())
+    write_checkpoint(state, path, copies)
     return path
 
 
+def write_checkpoint(state: dict[str, Any], path: str | Path, copies: tuple[Path, ...] = ()) -> None:
+    """Write a checkpoint's state dict to ``path`` (and to each of ``copies`` first): its SHA-256 and the
+    ``torch.save`` bytes in one file, renamed into place at once (whole and checkable, or absent)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    framed = MAGIC + f"sha256:{hashlib.sha256(data).hexdigest()}\n".encode() + data
+    for target in (*copies, Path(path)):
+        write_bytes_atomic(target, framed)
+        _sidecar(target).unlink(missing_ok=True)  # a digest file left by an older checkpoint of this name
+
+
 def verify_checkpoint(path: str | Path) -> bytes:
-    """The checkpoint's bytes after checking them against the recorded SHA-256; raises :class:`CheckpointError`
-    saying what is wrong."""
+    """The checkpoint's state bytes after checking them against the recorded SHA-256; raises
+    :class:`CheckpointError` saying what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    side = _sidecar(path)
-    if not side.is_file():
-        raise CheckpointError(f"{path}: no checksum file {side.name} (the write was interrupted?)")
-    want = side.read_text().split()[0] if side.read_text().strip() else ""
-    data = path.read_bytes()
+    raw = path.read_bytes()
+    if raw.startswith(MAGIC):
+        header, sep, data = raw[len(MAGIC):].partition(b"\n")
+        want = header.decode(errors="replace").removeprefix("sha256:") if sep else ""
+    else:  # the older layout: the digest in <name>.sha256 beside the file
+        side = _sidecar(path)
+        if not side.is_file():
+            raise CheckpointError(f"{path}: no checksum (neither in the file nor in {side.name}; cut off while "
+                                  "being written?)")
+        text = side.read_text()
+        want, data = (text.split()[0] if text.strip() else ""), raw
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise CheckpointError(f"{path}: SHA-256 {got[:12]}... does not match the recorded {want[:12]}... "
@@ -100,7 +118,9 @@ def verify_checkpoint(path: str | Path) -> bytes:
     return data
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The state dict of a verified checkpoint; raises :class:`CheckpointError` if it is damaged or of another
+    format."""
     state = torch.load(io.BytesIO(verify_checkpoint(path)), map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -111,7 +131,7 @@ def _read(path: Path) -> dict[str, Any]:
 def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
     """Restore what :func:`save_checkpoint` wrote into a trainer built with the same config, env and policy
     (verified first: a damaged file raises :class:`CheckpointError`)."""
-    state = _read(Path(path))
+    state = read_checkpoint(Path(path))
     # through TrainConfig: a field added since the checkpoint was written takes its default
     saved = {k: v for k, v in TrainConfig.from_dict(state["config"]).to_dict().items() if k not in _MAY_CHANGE}
     now = {k: v for k, v in trainer.config.to_dict().items() if k not in _MAY_CHANGE}
@@ -132,7 +152,7 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
 
 def read_policy_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The trained tensors of a (verified) checkpoint, e.g. to evaluate an unfinished run."""
-    return _read(Path(path))["policy"]
+    return read_checkpoint(Path(path))["policy"]
 
 
 def _candidates(ckpt_dir: Path) -> list[Path]:

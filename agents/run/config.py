@@ -56,6 +56,17 @@ class EnvConfig:
     constraint_kwargs: dict[str, Any] = field(default_factory=dict)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from llm_cmdp_env.divergences import get_divergence
+        from llm_cmdp_env.wrappers.constraint import check_budget
+        from llm_cmdp_env.wrappers.factory import build_rule
+
+        # what building the env would refuse, refused with the settings (so --print-config shows only valid ones):
+        # the budget against the divergence's lowest cost, and the constraint rule with its options
+        floor = 0.0 if get_divergence(self.divergence).nonnegative else None
+        check_budget(self.constraint, self.budget, floor, self.divergence)
+        build_rule(self.constraint, self.budget, dict(self.constraint_kwargs))
+
 
 @dataclass
 class PolicyConfig:

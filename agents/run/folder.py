@@ -7,7 +7,7 @@ A run folder holds::
     progress.csv         one row per update (task reward, penalised reward, cost vs budget, lambda, losses)
     curves.png           training curves (written at the end and on Ctrl-C; ``llm-cmdp plot`` redraws them)
     tb/                  TensorBoard event files (when tensorboard is installed)
-    checkpoints/         latest.pt (+ update_XXXXXX.pt every checkpoint_every updates), each with its .sha256
+    checkpoints/         latest.pt (+ update_XXXXXX.pt every checkpoint_every updates), each carrying its SHA-256
     final/               the trained policy (loads as a Hugging Face model; usable as the env's student=)
     results.json         evaluation before and after training, training time, status
 
@@ -51,7 +51,10 @@ def is_run_dir(path: str | Path) -> bool:
     if not p.is_file():
         return False
     try:
-        return "train" in json.loads(p.read_text())
+        value = json.loads(p.read_text())
+        if not isinstance(value, dict):
+            raise TypeError(f"it holds a JSON {type(value).__name__}, not an object")
+        return "train" in value
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
         run_files = [n for n in ("progress.csv", "checkpoints", RESULTS_FILE) if (Path(path) / n).exists()]
         if run_files:
@@ -185,9 +188,9 @@ def _train_run(run_dir: Path, config: RunConfig, resume: bool, progress: bool, w
     if resume:
         if not is_run_dir(run_dir):
             raise FileNotFoundError(f"--resume: {run_dir} is not a run folder (no {CONFIG_FILE})")
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+        ckpt = latest_checkpoint(run_dir)  # damaged ones are skipped; all damaged: a CheckpointError naming them
+        if ckpt is None:  # stopped before its first checkpoint: nothing trained to keep, it starts at update 0
+            out(f"note: {run_dir} has no checkpoint yet: training starts from update 0")
         if results_path.is_file():
             try:
                 prior = json.loads(results_path.read_text())

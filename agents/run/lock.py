@@ -59,9 +59,12 @@ class RunLock:
         Take over a lock whose owner cannot be checked (another host's pid).
     note : callable
         Where the take-over of a stale lock is reported (default: standard error).
+    what : str
+        What the folder is, in messages (``"run folder"``, ``"comparison folder"``, ``"archive folder"``).
     """
 
-    def __init__(self, run_dir: str | Path, force: bool = False, note: Any = None) -> None:
+    def __init__(self, run_dir: str | Path, force: bool = False, note: Any = None, what: str = "run folder") -> None:
+        self.what = what
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self.force = force
@@ -83,8 +86,8 @@ class RunLock:
                 owner = _owner_text(self._read(fd))
                 os.close(fd)
                 self._cleanup_dir()
-                raise RunLockedError(f"run folder {self.run_dir} is in use by {owner}: one process writes a run "
-                                     "folder; wait for it, stop it, or use another --out") from None
+                raise RunLockedError(f"{self.what} {self.run_dir} is in use by {owner}: one process writes a "
+                                     f"{self.what}; wait for it, stop it, or use another folder") from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -98,10 +101,10 @@ class RunLock:
             if owner.get("pid") is not None and owner.get("pid") != os.getpid():
                 if owner.get("host") == host and _pid_alive(int(owner["pid"])) and not self.force:
                     # alive yet not holding the flock: a file system without flock, or a reused pid
-                    raise RunLockedError(f"run folder {self.run_dir} is locked by {_owner_text(owner)}, which is "
+                    raise RunLockedError(f"{self.what} {self.run_dir} is locked by {_owner_text(owner)}, which is "
                                          "still running; if that is not a run, pass --force")
                 if owner.get("host") != host and not self.force:
-                    raise RunLockedError(f"run folder {self.run_dir} is locked by {_owner_text(owner)}: another "
+                    raise RunLockedError(f"{self.what} {self.run_dir} is locked by {_owner_text(owner)}: another "
                                          "host, whose process cannot be checked from here; if that run is gone, "
                                          "pass --force to take the folder over")
                 self._note(f"note: taking over the stale lock of {self.run_dir} left by {_owner_text(owner)}")

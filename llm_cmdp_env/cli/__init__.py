@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -91,9 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_NEGATIVE = re.compile(r"^-(?:inf(?:inity)?|nan|\d|\.\d)", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--budget -inf`` as ``--budget=-inf``: argparse takes a value that starts with ``-`` (``-inf``, ``-1e3``) for
+    an option and fails with "expected one argument"; joined, the value reaches the option's own check."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and out[-1] != "--" and _NEGATIVE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``llm-cmdp`` console script."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv))
     command = next((a for a in argv if not a.startswith("-")), None)
     if command != "data":  # models and datasets never download by surprise; `data fetch` is the one way. Set
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub (read at import)
@@ -104,18 +120,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script ``llm-cmdp``: :func:`main`, with a bad setting, a missing file or an existing run folder
-    reported as one ``llm-cmdp: error: ...`` line (exit status 2) instead of a traceback. A reader that closes the
-    output early (``llm-cmdp ... | head``) ends the command quietly with exit status 1 (Python's recommended
-    handling of a broken pipe: stdout is pointed at /dev/null so that the exit's final flush cannot fail too)."""
+    """The console script ``llm-cmdp``: :func:`main`, with a bad setting, a missing file, a full disk, a folder in use
+    or a failed step reported as one ``llm-cmdp: error: ...`` line (exit status 2) instead of a traceback
+    (``LLM_CMDP_TRACEBACK=1`` shows it). A reader that closes the output early (``llm-cmdp ... | head``) ends the
+    command quietly with exit status 1 (Python's recommended handling of a broken pipe: stdout is pointed at
+    /dev/null so that the exit's final flush cannot fail too)."""
     try:
         code = main()
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as e:
-        print(f"llm-cmdp: error: {e}", file=sys.stderr)
-        code = 2
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
+    except (ValueError, TypeError, OSError, IndexError, RuntimeError) as e:
+        if os.environ.get("LLM_CMDP_TRACEBACK", "").strip() not in ("", "0"):
+            raise
+        print(f"llm-cmdp: error: {e}", file=sys.stderr)
+        code = 2
     sys.exit(code)
 
 

@@ -93,6 +93,8 @@ def data(args: argparse.Namespace) -> int:
             files = datasets.fetch_dataset(args.name, split=args.split, force=args.force)
         else:
             files = datasets.import_dataset(args.name, args.path, split=args.split, force=args.force)
+    except BrokenPipeError:  # the reader went away (| head): the command line ends quietly
+        raise
     except (datasets.FetchError, OSError, ValueError) as e:  # OSError: FileNotFoundError, FileExistsError, ...
         print(f"llm-cmdp data {args.data_command}: {e}", file=sys.stderr)
         return 1

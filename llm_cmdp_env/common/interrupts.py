@@ -13,7 +13,9 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-__all__ = ["GracefulInterrupt"]
+__all__ = ["GracefulInterrupt", "stop_requested"]
+
+_ACTIVE: list[GracefulInterrupt] = []  # the handlers installed now, innermost last
 
 
 class GracefulInterrupt:
@@ -27,14 +29,18 @@ class GracefulInterrupt:
         Where the message goes (default ``print``; a tqdm loop passes ``tqdm.write``).
     signals : tuple
         The signals handled (default SIGINT and SIGTERM).
+    on_request : callable, optional
+        Called once, at the first signal (e.g. to pass the request on to worker processes).
     """
 
     def __init__(self, message: str = "interrupted: finishing the current step, then saving (again to stop now)",
                  out: Callable[[str], Any] = print,
-                 signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+                 signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+                 on_request: Callable[[], Any] | None = None) -> None:
         self.message = message
         self.out = out
         self.signals = signals
+        self.on_request = on_request
         self.requested = False
         self._old: dict[signal.Signals, Any] = {}
 
@@ -43,12 +49,15 @@ class GracefulInterrupt:
             raise KeyboardInterrupt
         self.requested = True
         self.out(self.message)
+        if self.on_request is not None:
+            self.on_request()
 
     def __enter__(self) -> GracefulInterrupt:
         self.requested = False
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
                 self._old[sig] = signal.signal(sig, self._handler)
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -56,3 +65,11 @@ class GracefulInterrupt:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+
+def stop_requested() -> bool:
+    """Whether a signal asked the loops running now to stop (a :class:`GracefulInterrupt` in use got one): for code
+    deep inside such a loop that waits on something of its own (a child process)."""
+    return any(g.requested for g in _ACTIVE)

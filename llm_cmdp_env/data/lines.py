@@ -1,4 +1,10 @@
-"""Dataset lines: the GSM8K and MATH line formats, validated one line at a time (errors name ``file:line``)."""
+"""Dataset lines: the GSM8K and MATH line formats, validated one line at a time (errors name ``file:line``).
+
+A line is refused, never guessed at, when a field is missing, not a string, empty, longer than its limit
+(:data:`MAX_TEXT_CHARS` for a question or a solution, ``MAX_ANSWER_CHARS`` for a final answer: no completion's
+answer could equal a longer one) or not valid Unicode (a lone surrogate such as ``"\\ud800"``, which JSON allows and
+no tokenizer encodes), and when a GSM8K solution's ``####`` line is ambiguous (:mod:`llm_cmdp_env.judge.answers`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from llm_cmdp_env.judge.verify import reference_from_solution
+from llm_cmdp_env.judge.answers import MAX_ANSWER_CHARS, reference_from_solution
 
-__all__ = ["Row", "decode_text", "parse_any_row", "parse_gsm8k_row", "parse_jsonl", "parse_math_row", "read_jsonl"]
+__all__ = ["MAX_TEXT_CHARS", "Row", "decode_text", "parse_any_row", "parse_gsm8k_row", "parse_jsonl", "parse_math_row",
+           "read_jsonl"]
+
+
+MAX_TEXT_CHARS = 50_000
+"""The longest question or solution a dataset line may hold (GSM8K's longest is ~1,200 characters, MATH-500's
+~3,400): a longer one is refused at load and import instead of failing, or stalling, later."""
 
 
 class Row(NamedTuple):
@@ -21,14 +33,23 @@ class Row(NamedTuple):
     solution: str
 
 
-def _text(row: dict[str, Any], key: str) -> str:
+def _text(row: dict[str, Any], key: str, limit: int = MAX_TEXT_CHARS, required: bool = True) -> str:
+    if key not in row and not required:
+        return ""
     if key not in row:
         raise ValueError(f"missing field {key!r}")
     value = row[key]
     if not isinstance(value, str):
         raise ValueError(f"field {key!r} must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if required and not value.strip():
         raise ValueError(f"field {key!r} is empty")
+    if len(value) > limit:
+        raise ValueError(f"field {key!r} is {len(value):,} characters long, over the limit of {limit:,}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"field {key!r} is not valid Unicode text ({value[e.start]!r} at character {e.start}: a "
+                         "lone surrogate)") from None
     return value
 
 
@@ -44,11 +65,8 @@ def parse_gsm8k_row(row: dict[str, Any]) -> Row:
 
 def parse_math_row(row: dict[str, Any]) -> Row:
     """MATH format: ``problem``, ``answer`` (the final answer, LaTeX) and an optional ``solution``."""
-    question, answer = _text(row, "problem"), _text(row, "answer")
-    solution = row.get("solution", "")
-    if not isinstance(solution, str):
-        raise ValueError(f"field 'solution' must be a string, got {type(solution).__name__}")
-    return Row(question, answer.strip(), solution)
+    question, answer = _text(row, "problem"), _text(row, "answer", MAX_ANSWER_CHARS)
+    return Row(question, answer.strip(), _text(row, "solution", required=False))
 
 
 def parse_any_row(row: dict[str, Any]) -> Row:

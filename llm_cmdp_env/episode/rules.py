@@ -257,8 +257,9 @@ class DistillSetup:
                 problems.append("+inf")
             if not full and (r == float("-inf")).any():
                 problems.append("-inf (a token the policy could not have chosen)")
-            if (r > LOGPROB_MAX).any():
-                problems.append(f"positive values up to {float(r[r.isfinite()].max()):.4g} (logits, not log-probs?)")
+            over = r[r.isfinite() & (r > LOGPROB_MAX)]
+            if over.numel():
+                problems.append(f"positive values up to {float(over.max()):.4g} (logits, not log-probs?)")
             if full and not problems:
                 lse = float(torch.logsumexp(r, -1))
                 if abs(lse) > NORMALISATION_TOL:
@@ -321,7 +322,8 @@ class DistillSetup:
                 reward[r], task[r] = r_reward, finals[r]["task_reward"]
             else:
                 reward, task = r_reward, finals[r]["task_reward"]
-        info = {"cost": cost, "task_reward": task, "teacher_logprob": teacher_logprob}
+        # one env's cost is a numpy float64 (a float, and a numpy scalar: what torchrl's info readers take)
+        info = {"cost": cost if batch else np.float64(cost), "task_reward": task, "teacher_logprob": teacher_logprob}
         return StepOutcome(reward, terminated, truncated, info, finals)
 
     def start(self, option: Any, rng: np.random.Generator) -> tuple[Problem, list[int], dict[str, Any]]:
@@ -337,12 +339,20 @@ class DistillSetup:
         """Token ids of the prompt for ``problem`` (raises if longer than ``max_prompt_tokens``)."""
         ids = self._prompt_cache.get(problem.question)
         if ids is None:
+            if not isinstance(problem.question, str):
+                raise TypeError(f"question of problem {problem.index} ({problem.source}) must be a string, got "
+                                f"{type(problem.question).__name__}")
             chars, per_token = len(problem.question), self.prompts.max_token_chars
             if chars > self.max_prompt_tokens * per_token:  # checked before tokenising: time and memory stay bounded
                 raise ValueError(
                     f"question of problem {problem.index} ({problem.source}) has {chars:,} characters: more than "
                     f"max_prompt_tokens={self.max_prompt_tokens} tokens of at most {per_token} characters each can "
                     "hold; shorten it or raise max_prompt_tokens")
+            try:
+                problem.question.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"question of problem {problem.index} ({problem.source}) is not valid Unicode text "
+                                 f"({problem.question[e.start]!r} at character {e.start}: a lone surrogate)") from None
             ids = self.prompts.encode(problem.question)
             if len(self._prompt_cache) >= _PROMPT_CACHE_SIZE:
                 self._prompt_cache.pop(next(iter(self._prompt_cache)))  # oldest first

@@ -16,15 +16,21 @@ builder) accepts only ``Box`` spaces:
 
 Importing this module imports OmniSafe (``pip install -e ".[omnisafe]" && pip install --no-deps omnisafe==0.5.0``).
 OmniSafe imports ``safety_gymnasium`` at import time but only calls it to build Safety-Gymnasium's own tasks;
-that package pins ``gymnasium==0.28.1`` and cannot be installed beside this project, so when it is absent a
-placeholder module is put in ``sys.modules`` (:func:`install_safety_gymnasium_placeholder`) whose every use raises.
+that package pins ``gymnasium==0.28.1`` and cannot be installed beside this project, so when it is absent OmniSafe's
+import (and nothing else) is given a placeholder whose every use raises (:func:`safety_gymnasium_placeholder`);
+afterwards ``safety_gymnasium`` is absent again for anyone who probes for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import json
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -35,7 +41,7 @@ __all__ = [
     "ENV_ID",
     "MathDistillCMDP",
     "action_to_token",
-    "install_safety_gymnasium_placeholder",
+    "safety_gymnasium_placeholder",
     "obs_to_ids",
     "token_to_action",
 ]
@@ -45,33 +51,55 @@ ENV_ID = "MathDistill-v0"
 _OFF_GRID = 0.25  # an action must decode to within this many token steps of an integer id
 
 
-def install_safety_gymnasium_placeholder() -> bool:
-    """Put a placeholder ``safety_gymnasium`` in ``sys.modules`` if the real package is not installed.
+class _Placeholder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``safety_gymnasium`` (and only it) as an empty module whose every attribute raises, for as long as it is
+    on ``sys.meta_path``: after every other finder, so a real install is always found first."""
 
-    Returns True when the placeholder was installed. Any attribute of it raises ``ImportError`` (so OmniSafe's
-    own Safety-Gymnasium tasks fail clearly, and nothing else is affected: the real package, when installed,
-    is always used).
-    """
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        return importlib.util.spec_from_loader(name, self) if name == "safety_gymnasium" else None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        mod = types.ModuleType(spec.name)
+        mod.__doc__ = "Placeholder seen by OmniSafe's import only: the real safety-gymnasium is not installed."
+
+        def missing(attr: str) -> Any:
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            raise ImportError(f"safety_gymnasium.{attr}: safety-gymnasium is not installed (OmniSafe imported a "
+                              "placeholder; its Safety-Gymnasium tasks need the real package, which pins "
+                              "gymnasium==0.28.1)")
+
+        mod.__getattr__ = missing  # type: ignore[method-assign]
+        return mod
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def safety_gymnasium_placeholder() -> Iterator[bool]:
+    """Within: ``import safety_gymnasium`` gives the placeholder when the real package is not installed (yields
+    whether it does). After: the finder is gone and so is the placeholder from ``sys.modules``, so a later probe
+    (``import safety_gymnasium``, ``importlib.util.find_spec``) sees the package as absent, as it is; only the
+    modules imported within keep their reference to it."""
     if "safety_gymnasium" in sys.modules or importlib.util.find_spec("safety_gymnasium") is not None:
-        return False
-    mod = types.ModuleType("safety_gymnasium")
-    mod.__doc__ = "Placeholder put by llm_cmdp_env.interop.omnisafe_env: the real safety-gymnasium is not installed."
-
-    def _missing(name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise ImportError(f"safety_gymnasium.{name}: safety-gymnasium is not installed "
-                          "(llm_cmdp_env.interop.omnisafe_env put a placeholder so that OmniSafe imports; OmniSafe's "
-                          "Safety-Gymnasium tasks need the real package, which pins gymnasium==0.28.1)")
-
-    mod.__getattr__ = _missing  # type: ignore[method-assign]
-    sys.modules["safety_gymnasium"] = mod
-    return True
+        yield False
+        return
+    finder = _Placeholder()
+    sys.meta_path.append(finder)
+    try:
+        yield True
+    finally:
+        sys.meta_path.remove(finder)
+        mod = sys.modules.get("safety_gymnasium")
+        if mod is not None and isinstance(getattr(mod, "__loader__", None), _Placeholder):
+            del sys.modules["safety_gymnasium"]
 
 
-install_safety_gymnasium_placeholder()
 try:
-    from omnisafe.envs.core import CMDP, env_register
+    with safety_gymnasium_placeholder():
+        import omnisafe  # noqa: F401  (the whole package, within: its modules import safety_gymnasium at import)
+        from omnisafe.envs.core import CMDP, env_register
 except ImportError as e:  # pragma: no cover - depends on the environment
     # not installed: ModuleNotFoundError (what pytest.importorskip skips on); installed but broken: ImportError
     kind = ModuleNotFoundError if isinstance(e, ModuleNotFoundError) else ImportError
@@ -132,6 +160,11 @@ class MathDistillCMDP(CMDP):
         Must be 1 (set ``train_cfgs.vector_env_nums=1``).
     device : str or torch.device
         Where the returned tensors live (OmniSafe passes ``train_cfgs.device``).
+    episode_log : str, optional
+        A jsonl file that gets one line per finished episode, in the env's own numbers: ``return`` (summed reward),
+        ``cost`` (summed ``info["cost"]``), ``length`` and ``steps`` (the env steps of this CMDP so far, to place it
+        in an epoch). OmniSafe's ``Metrics/EpCost`` is a running mean over its last ``logger_cfgs.window_lens``
+        episodes; this file holds every episode (``examples/omnisafe_ppolag.py`` prints each epoch's own).
     **env_kwargs
         ``env_cfgs`` of the OmniSafe config: keyword arguments of ``MathDistill-v0`` (``divergence``,
         ``max_new_tokens``, ``teacher``, ``dataset``, ...). A ``constraint`` is refused: OmniSafe's algorithms
@@ -142,7 +175,8 @@ class MathDistillCMDP(CMDP):
     need_time_limit_wrapper: bool = False  # the env truncates at max_new_tokens itself
     _support_envs: ClassVar[list[str]] = [ENV_ID]
 
-    def __init__(self, env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **env_kwargs: Any) -> None:
+    def __init__(self, env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
+                 episode_log: str | None = None, **env_kwargs: Any) -> None:
         super().__init__(env_id)
         if num_envs != 1:
             raise ValueError(f"MathDistillCMDP runs one env (num_envs=1, train_cfgs.vector_env_nums=1), got {num_envs}")
@@ -160,6 +194,9 @@ class MathDistillCMDP(CMDP):
         self._action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._metadata = {}
         self._seed: int | None = None
+        self.episode_log = episode_log
+        self.steps = 0
+        self._episode = [0.0, 0.0, 0]  # return, cost, length of the episode in progress
 
     def _obs(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         ids = np.where(obs["attention_mask"] > 0, obs["input_ids"], -1).astype(np.float32)
@@ -170,6 +207,12 @@ class MathDistillCMDP(CMDP):
         """Step one token (``action`` encodes it, see :func:`action_to_token`); returns tensors and the env's info."""
         token = int(action_to_token(torch.as_tensor(action).detach().cpu().reshape(1), self.vocab_size))
         obs, reward, cost, terminated, truncated, info = self.env.step(token)
+        self.steps += 1
+        ep = self._episode
+        ep[0], ep[1], ep[2] = ep[0] + float(reward), ep[1] + float(info["cost"]), ep[2] + 1
+        if (terminated or truncated) and self.episode_log is not None:
+            with open(self.episode_log, "a") as f:
+                f.write(json.dumps({"return": ep[0], "cost": ep[1], "length": ep[2], "steps": self.steps}) + "\n")
         t = lambda x, dt=torch.float32: torch.as_tensor(x, dtype=dt, device=self._device)  # noqa: E731
         return self._obs(obs), t(reward), t(cost), t(terminated, torch.bool), t(truncated, torch.bool), info
 
@@ -178,6 +221,7 @@ class MathDistillCMDP(CMDP):
         if seed is None and self._seed is not None:
             seed, self._seed = self._seed, None
         obs, info = self.env.reset(seed=seed, options=options)
+        self._episode = [0.0, 0.0, 0]
         return self._obs(obs), info
 
     def set_seed(self, seed: int) -> None:

@@ -74,7 +74,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from llm_cmdp_env.judge.verify import DEFAULT_TIMEOUT, check_answer, reference_from_solution
+from llm_cmdp_env.judge.answers import MAX_ANSWER_CHARS, reference_from_solution
+from llm_cmdp_env.judge.verify import DEFAULT_TIMEOUT, check_answer
 from llm_cmdp_env.replay.fast_path import Episode, prompt_ids, replay
 from llm_cmdp_env.tasks import Problem
 
@@ -192,6 +193,9 @@ def _reference(value: Any, column: str, fmt: str, i: int) -> str:
             f"column {column!r} row {i} holds a worked solution ('#### ' line), not a final answer: pass "
             "reference_format='solution' to read the answer from its '#### N' line (GSM8K's 'answer' column)"
         )
+    if len(value) > MAX_ANSWER_CHARS:
+        raise ValueError(f"column {column!r} row {i}: the reference answer is {len(value):,} characters long, over "
+                         f"MAX_ANSWER_CHARS = {MAX_ANSWER_CHARS}: no completion's answer could equal it")
     return value
 
 

@@ -1,7 +1,8 @@
-"""Answer extraction and equivalence checking (the task reward's judge).
+"""Equivalence checking (the task reward's judge).
 
-A completion is reduced to one final-answer string by :func:`extract_answer` (``#### N`` line, then
-``\\boxed{...}``, then "the answer is ...", then the last number), and compared with the reference by
+A completion is reduced to one final answer by :func:`llm_cmdp_env.judge.answers.find_answer` (its ``#### ...`` line
+by the rule of :mod:`llm_cmdp_env.judge.answers`, then ``\\boxed{...}``, then "the answer is ...", then the last
+number), and compared with the reference by
 :func:`is_equivalent`: exact rational arithmetic when both sides are plain numbers (the common case, no
 sympy), otherwise math-verify (symbolic equivalence) in a worker process. A process, not math-verify's own
 signal alarm, because a hostile answer such as ``9^{9^{9^9}}`` blocks inside C code where no signal handler
@@ -31,16 +32,11 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-MAX_ANSWER_CHARS = 128
-"""Extracted answers longer than this are judged incorrect (``reason="too_long"``) without parsing."""
+from llm_cmdp_env.judge.answers import MAX_ANSWER_CHARS, clean, find_answer
 
 DEFAULT_TIMEOUT = 5.0
 
-_NUM = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+−]?\.\d+"
-_NUM_RE = re.compile(_NUM)
 _PLAIN_NUMBER_RE = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
-_HASH_RE = re.compile(r"####\s*([^\n]*)")
-_ANSWER_IS_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*([^\n]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -52,98 +48,16 @@ class Verdict:
     correct : bool
         True if the extracted answer equals the reference.
     extracted : str or None
-        The final answer found in the completion (None if none was found).
+        The final answer found in the completion (None if none was found; the ``####`` line's text when it is
+        ambiguous).
     reason : str
-        ``"equal"``, ``"not_equal"``, ``"no_answer"``, ``"too_long"``, ``"timeout"`` or ``"error"``.
+        ``"equal"``, ``"not_equal"``, ``"no_answer"``, ``"ambiguous"``, ``"too_long"``, ``"timeout"`` or
+        ``"error"``.
     """
 
     correct: bool
     extracted: str | None
     reason: str
-
-
-def _last_boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
-
-
-def _first_number(segment: str) -> str | None:
-    m = _NUM_RE.search(segment)
-    return m.group(0) if m else None
-
-
-def _clean(answer: str) -> str:
-    """Normalise surface forms: currency and percent signs, thousands separators, trailing dots."""
-    a = answer.strip().replace("−", "-")
-    a = a.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
-    a = a.replace("\\!", "").replace("\\,", "")
-    a = re.sub(r"(?<=\d),(?=\d{3}\b)", "", a)
-    a = a.strip().rstrip(".").strip()
-    a = a.removeprefix("+")
-    return a
-
-
-def _hash_line_answer(line: str) -> str:
-    """The answer of a ``#### X`` line: a leading number followed by nothing or by words (``18``, ``18 apples``,
-    ``18 (approx 20)`` -> ``18``), else the whole cleaned text (``\\frac{1}{2}``). One rule for completions and
-    for the reference solutions of a dataset."""
-    seg = _clean(line)
-    m = _NUM_RE.match(seg)
-    if m and (m.end() == len(seg) or seg[m.end()].isspace()):
-        return _clean(m.group(0))
-    return seg
-
-
-def extract_answer(completion: str) -> str | None:
-    """Return the final answer written in ``completion``, or None.
-
-    Order of precedence: the last ``#### X`` line, the last ``\\boxed{X}``, the last "answer is X"
-    (its first number), and finally the last number anywhere in the text.
-    """
-    hashes = _HASH_RE.findall(completion)
-    if hashes and hashes[-1].strip():
-        return _hash_line_answer(hashes[-1])
-    boxed = _last_boxed(completion)
-    if boxed is not None and boxed.strip():
-        return _clean(boxed)
-    said = _ANSWER_IS_RE.findall(completion)
-    if said:
-        num = _first_number(said[-1])
-        if num is not None:
-            return _clean(num)
-    nums = _NUM_RE.findall(completion)
-    if nums:
-        return _clean(nums[-1])
-    return None
-
-
-def reference_from_solution(solution: str) -> str:
-    """Read the reference answer from a GSM8K-style solution's last ``#### N`` line, parsed as a completion's is
-    (:func:`extract_answer`): trailing words after a leading number are dropped (``#### 18 (approx 20)`` -> ``18``),
-    so the correct completion ``#### 18`` is judged equal.
-
-    Raises
-    ------
-    ValueError
-        If the solution has no ``####`` line.
-    """
-    hashes = _HASH_RE.findall(solution)
-    if not hashes or not hashes[-1].strip():
-        raise ValueError("solution has no '#### <answer>' line")
-    return _hash_line_answer(hashes[-1])
 
 
 def _as_fraction(s: str) -> Fraction | None:
@@ -278,6 +192,8 @@ class _VerifyService:
         self._pending: dict[int, tuple[str, str] | None] = {}  # request id -> ("answer"|"failed", text)
         self._ids = itertools.count()
         self._abandoned: list[_Worker] = []
+        #: seconds checks spent waiting for a worker to start (not counted in their ``timeout``)
+        self.startup_waited = 0.0
 
     def pid(self) -> int | None:
         with self._cond:
@@ -380,15 +296,29 @@ class _VerifyService:
         return text
 
     def check(self, pred: str, ref: str, timeout: float) -> str:
-        """Return "equal", "not_equal", "timeout" or "error"; retries once on a fresh worker if it dies."""
-        problem = ""
+        """Return "equal", "not_equal", "timeout" or "error". A worker that dies mid-check is replaced and the check
+        retried once with the checking time left of ``timeout`` (``"timeout"`` when none is left): the checking
+        time of a check is at most ``timeout + _REPLY_MARGIN`` in all; waiting for a worker to start is not
+        counted in it (it is added to :attr:`startup_waited`)."""
+        problem, left = "", timeout
         for _ in range(2):
             w = self.get()
+            t0 = time.monotonic()
             try:
                 self._wait_ready(w)
-                return self._ask(w, pred, ref, timeout)
             except _WorkerDied as e:
                 problem = str(e)
+                continue
+            finally:
+                self.startup_waited += time.monotonic() - t0
+            t1 = time.monotonic()
+            try:
+                return self._ask(w, pred, ref, left)
+            except _WorkerDied as e:
+                problem = str(e)
+                left -= time.monotonic() - t1
+                if left <= 0:
+                    return "timeout"
         raise RuntimeError(f"the math-verify worker process died twice while checking an answer; last: {problem}")
 
     def close(self) -> None:
@@ -437,6 +367,12 @@ def prewarm(wait: bool = False) -> None:
         _SERVICE._wait_ready(w)
 
 
+def startup_waited() -> float:
+    """Seconds the checks of this process have spent waiting for a math-verify worker to start (import math-verify)
+    since it began: the part of a check's wall time that its ``timeout`` does not bound (see :func:`is_equivalent`)."""
+    return _SERVICE.startup_waited
+
+
 def _worker_pid() -> int | None:
     """Process id of the running worker process (its checker processes are its children), or None."""
     return _SERVICE.pid()
@@ -446,8 +382,11 @@ def is_equivalent(prediction: str, reference: str, timeout: float = DEFAULT_TIME
     """Decide whether two answer strings are mathematically equal.
 
     Returns ``(equal, reason)``. Plain numbers (integers, decimals, ``a/b``) are compared exactly in process;
-    anything else goes to math-verify in the worker process with a hard ``timeout`` in seconds, counted from when
-    the worker starts on it (then ``(False, "timeout")``).
+    anything else goes to math-verify in the worker process with a hard ``timeout`` in seconds (then ``(False,
+    "timeout")``). The bound on the call's wall time: ``timeout + 1`` s of checking in all (a worker that dies
+    mid-check is replaced and the check retried once with the time left), plus the time spent waiting for a worker
+    to start: none once it is running (the env starts it when it is built; :func:`prewarm`), else its start-up,
+    at most :data:`STARTUP_TIMEOUT` each, two at most (:func:`startup_waited` counts it).
 
     Raises
     ------
@@ -457,7 +396,7 @@ def is_equivalent(prediction: str, reference: str, timeout: float = DEFAULT_TIME
         If the worker process cannot be started within :data:`STARTUP_TIMEOUT`, or dies twice in a row.
     """
     timeout = validate_timeout(timeout, "timeout")
-    pred, ref = _clean(prediction), _clean(reference)
+    pred, ref = clean(prediction), clean(reference)
     if len(pred) > MAX_ANSWER_CHARS:
         return False, "too_long"
     fp, fr = _as_fraction(pred), _as_fraction(ref)
@@ -472,9 +411,12 @@ def is_equivalent(prediction: str, reference: str, timeout: float = DEFAULT_TIME
 def check_answer(completion: str, reference: str, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
     """Extract the final answer from ``completion`` and compare it with ``reference`` (see :func:`is_equivalent`)."""
     timeout = validate_timeout(timeout, "timeout")
-    extracted = extract_answer(completion)
-    if extracted is None:
+    found = find_answer(completion)
+    if found is None:
         return Verdict(False, None, "no_answer")
+    if found.answer is None:
+        return Verdict(False, found.text[:MAX_ANSWER_CHARS], "ambiguous")
+    extracted = found.answer
     if len(extracted) > MAX_ANSWER_CHARS:
         return Verdict(False, extracted, "too_long")
     ok, reason = is_equivalent(extracted, reference, timeout=timeout)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,9 @@ def resolve_model(spec: str | os.PathLike) -> str:
         from llm_cmdp_env.zoo import zoo_model_path
 
         return str(zoo_model_path(spec[len(ZOO_PREFIX) :]))
+    if os.path.isdir(spec):
+        _check_config_file(Path(spec) / "config.json")
+        return spec
     if os.path.exists(spec) or not _hub_offline() or _in_hub_cache(spec):
         return spec
     from llm_cmdp_env.zoo import ZOO_MODELS
@@ -38,6 +43,20 @@ def resolve_model(spec: str | os.PathLike) -> str:
         f"({', '.join(ZOO_PREFIX + m for m in ZOO_MODELS)}), and not a Hugging Face id in the local cache "
         f"(HF_HUB_OFFLINE is set, so nothing is downloaded).{hint}"
     )
+
+
+def _check_config_file(path: Path) -> None:
+    """A model folder's ``config.json``, when present, must hold a JSON object (transformers would report a list, a
+    number or a cut-off file as a missing ``model_type``)."""
+    if not path.is_file():
+        return
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): the model folder's config was cut or edited") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object: not a model's config (nor a run "
+                         "folder's settings)")
 
 
 def _hub_offline() -> bool:

@@ -135,7 +135,7 @@ def replay_wave(env: gym.Env, layers: list[ConstraintWrapper], problems: Sequenc
             for r in np.flatnonzero(live & (terminated | truncated)):
                 ended[r], cut[r] = True, t + 1
                 end_flags[r] = (bool(terminated[r]), bool(truncated[r]))
-                final = {"cost": float(costs[r, t]), "task_reward": float(task[r]),
+                final = {"cost": np.float64(costs[r, t]), "task_reward": float(task[r]),
                          "teacher_logprob": float(teacher_lp[r, t]), **judged.get(r, {})}
                 for k, v, flag in entries:
                     if not flag or v[r]:

@@ -52,7 +52,8 @@ from llm_cmdp_env.common.vector_info import (
     vector_task_rewards,
 )
 
-__all__ = ["Constraint", "ConstraintWrapper", "RuleStep", "State", "VectorConstraintWrapper", "check_budget_reachable",
+__all__ = ["Constraint", "ConstraintWrapper", "RuleStep", "State", "VectorConstraintWrapper", "check_budget",
+           "check_budget_reachable",
            "env_attribute", "make_rng", "maximum", "merge_info", "named_wrappers", "not_", "state_row", "step_cost",
            "step_rule", "where"]
 
@@ -285,12 +286,24 @@ def env_attribute(env: Any, name: str) -> Any:
 
 
 def check_budget_reachable(name: str, budget: float | None, env: Any) -> None:
-    """Refuse a budget no episode can meet: below the env's ``cost_lower_bound`` (:func:`env_attribute`;
-    ``MathDistill-v0`` sets 0 for its non-negative divergences), since every step costs at least that."""
-    floor = env_attribute(env, "cost_lower_bound")
-    if budget is None or floor is None or not isinstance(budget, int | float) or budget >= floor:
+    """Refuse a budget that is not a finite number, or that no episode can meet: below the env's
+    ``cost_lower_bound`` (:func:`env_attribute`; ``MathDistill-v0`` sets 0 for its non-negative divergences), since
+    every step costs at least that."""
+    divergence = getattr(env_attribute(env, "divergence"), "name", None) if env is not None else None
+    check_budget(name, budget, env_attribute(env, "cost_lower_bound") if env is not None else None, divergence)
+
+
+def check_budget(name: str, budget: float | None, floor: float | None, divergence: str | None = None) -> None:
+    """The one check of a constraint's budget: None, or a finite real number at or above ``floor`` (the lowest cost
+    a step can have, None when unbounded), else a ValueError saying which."""
+    if budget is None:
         return
-    divergence = getattr(env_attribute(env, "divergence"), "name", None)
+    if isinstance(budget, bool) or not isinstance(budget, int | float | np.integer | np.floating):
+        raise TypeError(f"constraint {name!r}: budget must be a number, got {type(budget).__name__} {budget!r}")
+    if not math.isfinite(budget):
+        raise ValueError(f"constraint {name!r}: budget must be a finite number, got {budget!r}")
+    if floor is None or budget >= floor:
+        return
     cost = f"divergence {divergence!r}" if divergence else "this env's cost"
     raise ValueError(f"constraint {name!r}: budget={budget} can never be met: {cost} is never below {floor} per "
                      f"token, so every episode would violate it; use budget >= {floor} (or a divergence that can "

@@ -56,7 +56,7 @@ class CostInfoWrapper(gym.Wrapper):
             )
         obs, reward, cost, terminated, truncated, info = result
         info = dict(info)
-        info["cost"] = float(cost)
+        info["cost"] = np.float64(cost)
         return obs, reward, terminated, truncated, info
 
 
